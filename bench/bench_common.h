@@ -1,0 +1,177 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * What the core benchmark programs (bench_conn, bench_raw, bench_zmq) share:
+ * command-line options, the clock, the payload pattern and its checks, the
+ * JSON report and waiting for the forked child.
+ *
+ * Every program runs one workload per invocation between itself and a forked
+ * child, and prints one JSON line:
+ *   {"impl": ..., "mode": ..., "size": S, "count": N, "seconds": ...,
+ *    "msgs_per_s": ..., "mb_per_s": ..., "rtt_us": ...}
+ * mb_per_s counts payload bytes (10^6 bytes per MB) in every direction they
+ * travel; rtt_us is null except for ping-pong, where msgs_per_s counts round
+ * trips.
+ *
+ * Honesty: every message carries its index in its first bytes, the receiver
+ * checks the length and index of every message and the whole payload of a
+ * sample (every 64th message and the last), so neither side can skip work.
+ */
+#ifndef PC_BENCH_COMMON_H
+#define PC_BENCH_COMMON_H
+
+#include <errno.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+/* Every process gives up after this many seconds instead of hanging. */
+#define BENCH_ALARM_S 120u
+
+/* The payload is checked in full on every BENCH_SAMPLE-th message. */
+#define BENCH_SAMPLE 64u
+
+typedef struct bench_opts {
+  const char *mode;
+  size_t size;
+  long count;
+  long batch; /* messages per pc_send_batch call */
+} bench_opts;
+
+static inline double bench_now(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* bench_usage prints how to call the program; modes is a NULL-terminated
+ * list. */
+static inline void bench_usage(const char *prog, const char *const *modes) {
+  fprintf(stderr, "usage: %s MODE SIZE COUNT [BATCH]\n  MODE:", prog);
+  for (size_t i = 0; modes[i] != NULL; i++)
+    fprintf(stderr, " %s", modes[i]);
+  fprintf(stderr, "\n  SIZE: payload bytes (>= 8), COUNT: messages or round"
+                  " trips, BATCH: messages per batched send (default 256)\n");
+}
+
+/* bench_parse reads MODE SIZE COUNT [BATCH]. Returns 0, or -1 after printing
+ * the usage. */
+static inline int bench_parse(int argc, char **argv, const char *const *modes,
+                              bench_opts *o) {
+  int rc = -1;
+  char *end = NULL;
+  unsigned long long size;
+  long count, batch = 256;
+  bool known = false;
+  if (argc < 4 || argc > 5)
+    goto out;
+  for (size_t i = 0; modes[i] != NULL; i++)
+    known = known || strcmp(argv[1], modes[i]) == 0;
+  if (!known)
+    goto out;
+  errno = 0;
+  size = strtoull(argv[2], &end, 10);
+  if (errno != 0 || *end != '\0' || size < 8 || size > ((size_t)1 << 30))
+    goto out;
+  count = strtol(argv[3], &end, 10);
+  if (errno != 0 || *end != '\0' || count < 1)
+    goto out;
+  if (argc == 5) {
+    batch = strtol(argv[4], &end, 10);
+    if (errno != 0 || *end != '\0' || batch < 1 || batch > 1000)
+      goto out;
+  }
+  o->mode = argv[1];
+  o->size = (size_t)size;
+  o->count = count;
+  o->batch = batch;
+  rc = 0;
+out:
+  if (rc != 0)
+    bench_usage(argv[0], modes);
+  return rc;
+}
+
+/* bench_pattern fills buf with the reference payload. */
+static inline void bench_pattern(unsigned char *buf, size_t len) {
+  for (size_t i = 0; i < len; i++)
+    buf[i] = (unsigned char)((i * 2654435761u) >> 13);
+}
+
+/* bench_stamp writes the message index into the first 8 bytes. */
+static inline void bench_stamp(unsigned char *buf, uint64_t index) {
+  for (unsigned i = 0; i < 8; i++)
+    buf[i] = (unsigned char)(index >> (8 * i));
+}
+
+/* bench_check verifies a received message: its length, its index and, on
+ * the sample, the whole payload against ref. Returns true when it is right,
+ * printing what is wrong otherwise. */
+static inline bool bench_check(const unsigned char *buf, size_t len,
+                               size_t want_len, uint64_t index,
+                               const unsigned char *ref, bool last) {
+  bool ok = false;
+  uint64_t got = 0;
+  if (len != want_len) {
+    fprintf(stderr, "message %llu: length %zu, expected %zu\n",
+            (unsigned long long)index, len, want_len);
+    goto out;
+  }
+  for (unsigned i = 0; i < 8; i++)
+    got |= (uint64_t)buf[i] << (8 * i);
+  if (got != index) {
+    fprintf(stderr, "message %llu: carries index %llu\n",
+            (unsigned long long)index, (unsigned long long)got);
+    goto out;
+  }
+  if ((index % BENCH_SAMPLE == 0 || last) &&
+      memcmp(buf + 8, ref + 8, len - 8) != 0) {
+    fprintf(stderr, "message %llu: payload differs\n",
+            (unsigned long long)index);
+    goto out;
+  }
+  ok = true;
+out:
+  return ok;
+}
+
+/* bench_report prints the JSON line of one run. */
+static inline void bench_report(const char *impl, const bench_opts *o,
+                                double seconds, bool pingpong) {
+  double n = (double)o->count;
+  double bytes = n * (double)o->size * (pingpong ? 2.0 : 1.0);
+  char rtt[64] = "null";
+  if (pingpong)
+    snprintf(rtt, sizeof rtt, "%.3f", seconds / n * 1e6);
+  printf("{\"impl\": \"%s\", \"mode\": \"%s\", \"size\": %zu, \"count\": %ld, "
+         "\"seconds\": %.6f, \"msgs_per_s\": %.1f, \"mb_per_s\": %.1f, "
+         "\"rtt_us\": %s}\n",
+         impl, o->mode, o->size, o->count, seconds, n / seconds,
+         bytes / seconds / 1e6, rtt);
+  fflush(stdout);
+}
+
+/* bench_wait_child waits for the child and returns 0 if it exited with 0. */
+static inline int bench_wait_child(pid_t pid) {
+  int status = 0, rc = -1;
+  pid_t r;
+  do {
+    r = waitpid(pid, &status, 0);
+  } while (r < 0 && errno == EINTR);
+  if (r < 0)
+    perror("waitpid");
+  else if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
+    rc = 0;
+  else if (WIFEXITED(status))
+    fprintf(stderr, "child exited with code %d\n", WEXITSTATUS(status));
+  else
+    fprintf(stderr, "child killed by signal %d\n", WTERMSIG(status));
+  return rc;
+}
+
+#endif

@@ -1,0 +1,209 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * bench_conn: the core benchmark of libpipeconn. A duplex pc_pipe() between
+ * this process and a forked child, one workload per run:
+ *
+ *   bench_conn stream SIZE COUNT       pc_send_bytes per message; the child
+ *                                      receives with pc_recv_bytes (a new
+ *                                      buffer per message, freed)
+ *   bench_conn stream_into SIZE COUNT  the same; the child receives with
+ *                                      pc_recv_bytes_into (one buffer)
+ *   bench_conn batch SIZE COUNT [B]    pc_send_batch of B messages per call
+ *                                      (default 256); the child receives
+ *                                      with pc_recv_bytes_into
+ *   bench_conn pingpong SIZE COUNT     parent sends, child echoes; both
+ *                                      receive with pc_recv_bytes_into
+ *
+ * Prints one JSON line (see bench_common.h); bench/run_bench.py compares it
+ * with a raw socketpair (bench_raw), Python's multiprocessing.Pipe
+ * (conn_python.py) and ZeroMQ (bench_zmq).
+ */
+#include <sys/uio.h>
+
+#include "bench_common.h"
+#include "pipeconn.h"
+
+static const char *const modes[] = {"stream", "stream_into", "batch",
+                                    "pingpong", NULL};
+
+static bool failed(const char *what, long rc) {
+  bool bad = rc < 0;
+  if (bad)
+    fprintf(stderr, "%s: %s (%s)\n", what, pc_errname((int)rc),
+            pc_strerror((int)rc));
+  return bad;
+}
+
+/* recv_exact receives one message into buf[0..cap) and checks its length
+ * is want. Returns true on success. */
+static bool recv_exact(pc_conn *c, unsigned char *buf, size_t cap,
+                       size_t want) {
+  ssize_t n = pc_recv_bytes_into(c, buf, cap);
+  bool ok = !failed("pc_recv_bytes_into", (long)n);
+  if (ok && (size_t)n != want) {
+    fprintf(stderr, "received %zd bytes, expected %zu\n", n, want);
+    ok = false;
+  }
+  return ok;
+}
+
+/* The child: receives (and in ping-pong echoes) every message, checking
+ * each. Returns the exit code. */
+static int child(pc_conn *c, const bench_opts *o, const unsigned char *ref) {
+  int rc = 1;
+  bool pingpong = strcmp(o->mode, "pingpong") == 0;
+  bool into = strcmp(o->mode, "stream") != 0;
+  unsigned char *buf = malloc(o->size);
+  if (buf == NULL)
+    goto out;
+  if (failed("pc_send_bytes", pc_send_bytes(c, "r", 1)))
+    goto out;
+  for (long i = 0; i < o->count; i++) {
+    bool last = i == o->count - 1;
+    if (into) {
+      if (!recv_exact(c, buf, o->size, o->size))
+        goto out;
+      if (!bench_check(buf, o->size, o->size, (uint64_t)i, ref, last))
+        goto out;
+    } else {
+      void *msg = NULL;
+      size_t len = 0;
+      bool ok;
+      if (failed("pc_recv_bytes", pc_recv_bytes(c, &msg, &len, PC_NOLIMIT)))
+        goto out;
+      ok = bench_check(msg, len, o->size, (uint64_t)i, ref, last);
+      free(msg);
+      if (!ok)
+        goto out;
+    }
+    if (pingpong && failed("pc_send_bytes", pc_send_bytes(c, buf, o->size)))
+      goto out;
+  }
+  if (!pingpong && failed("pc_send_bytes", pc_send_bytes(c, "a", 1)))
+    goto out;
+  rc = 0;
+out:
+  free(buf);
+  return rc;
+}
+
+/* send_batches sends the stream as pc_send_batch calls of o->batch
+ * messages, iov[j] pointing to the buffer of the j-th message of a batch.
+ * Returns true on success. */
+static bool send_batches(pc_conn *c, const bench_opts *o, struct iovec *iov) {
+  bool ok = true;
+  for (long i = 0; ok && i < o->count; i += o->batch) {
+    long k = o->count - i < o->batch ? o->count - i : o->batch;
+    ssize_t n;
+    for (long j = 0; j < k; j++)
+      bench_stamp(iov[j].iov_base, (uint64_t)(i + j));
+    n = pc_send_batch(c, iov, (size_t)k);
+    ok = !failed("pc_send_batch", (long)n);
+    if (ok && n != k) {
+      fprintf(stderr, "pc_send_batch sent %zd of %ld\n", n, k);
+      ok = false;
+    }
+  }
+  return ok;
+}
+
+/* The parent: sends the messages and times the run from the child's ready
+ * message to its final acknowledgement (stream) or the last echo
+ * (ping-pong). */
+static int parent(pc_conn *c, const bench_opts *o, const unsigned char *ref,
+                  double *seconds) {
+  int rc = -1;
+  bool pingpong = strcmp(o->mode, "pingpong") == 0;
+  bool batch = strcmp(o->mode, "batch") == 0;
+  size_t nbufs = batch ? (size_t)o->batch : 1;
+  unsigned char *bufs = malloc(nbufs * o->size);
+  unsigned char *echo = malloc(o->size);
+  struct iovec *iov = calloc(nbufs, sizeof *iov);
+  unsigned char ack[1];
+  double t0;
+  if (bufs == NULL || echo == NULL || iov == NULL)
+    goto out;
+  for (size_t j = 0; j < nbufs; j++) {
+    memcpy(bufs + j * o->size, ref, o->size);
+    iov[j].iov_base = bufs + j * o->size;
+    iov[j].iov_len = o->size;
+  }
+  if (!recv_exact(c, ack, sizeof ack, 1))
+    goto out;
+  t0 = bench_now();
+  if (batch) {
+    if (!send_batches(c, o, iov))
+      goto out;
+  } else {
+    for (long i = 0; i < o->count; i++) {
+      bench_stamp(bufs, (uint64_t)i);
+      if (failed("pc_send_bytes", pc_send_bytes(c, bufs, o->size)))
+        goto out;
+      if (pingpong) {
+        if (!recv_exact(c, echo, o->size, o->size))
+          goto out;
+        if (!bench_check(echo, o->size, o->size, (uint64_t)i, ref,
+                         i == o->count - 1))
+          goto out;
+      }
+    }
+  }
+  if (!pingpong && !recv_exact(c, ack, sizeof ack, 1))
+    goto out;
+  *seconds = bench_now() - t0;
+  rc = 0;
+out:
+  free(bufs);
+  free(echo);
+  free(iov);
+  return rc;
+}
+
+int main(int argc, char **argv) {
+  int rc = 1;
+  pc_conn *mine = NULL, *theirs = NULL;
+  bench_opts o;
+  unsigned char *ref = NULL;
+  double seconds = 0;
+  pid_t pid;
+  if (bench_parse(argc, argv, modes, &o) != 0)
+    goto out;
+  alarm(BENCH_ALARM_S);
+  ref = malloc(o.size);
+  if (ref == NULL)
+    goto out;
+  bench_pattern(ref, o.size);
+  if (failed("pc_pipe", pc_pipe(&mine, &theirs, 0)))
+    goto out;
+  fflush(NULL);
+  pid = fork();
+  if (pid < 0) {
+    perror("fork");
+    goto out;
+  }
+  if (pid == 0) {
+    int code;
+    alarm(BENCH_ALARM_S);
+    pc_close(mine);
+    code = child(theirs, &o, ref);
+    pc_close(theirs);
+    _exit(code);
+  }
+  pc_close(theirs);
+  theirs = NULL;
+  if (parent(mine, &o, ref, &seconds) != 0) {
+    pc_close(mine);
+    mine = NULL;
+    bench_wait_child(pid);
+    goto out;
+  }
+  if (bench_wait_child(pid) != 0)
+    goto out;
+  bench_report("pc", &o, seconds, strcmp(o.mode, "pingpong") == 0);
+  rc = 0;
+out:
+  pc_close(mine);
+  pc_close(theirs);
+  free(ref);
+  return rc;
+}

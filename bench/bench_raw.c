@@ -1,0 +1,177 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * bench_raw: the kernel's limit for the core benchmark. The same workloads as
+ * bench_conn over a bare AF_UNIX socketpair with no framing: one write and
+ * one read per message of exactly SIZE bytes (looping only on short reads and
+ * writes), between this process and a forked child.
+ *
+ *   bench_raw stream SIZE COUNT     parent writes COUNT messages, child reads
+ *   bench_raw pingpong SIZE COUNT   parent writes, child echoes, COUNT times
+ *
+ * Prints one JSON line (see bench_common.h). bench/run_bench.py runs it
+ * together with the other implementations and prints the ratios.
+ */
+#include <signal.h>
+#include <sys/socket.h>
+
+#include "bench_common.h"
+
+static const char *const modes[] = {"stream", "pingpong", NULL};
+
+/* write_all writes buf[0..len), finishing short writes. 0 or -1. */
+static int write_all(int fd, const unsigned char *buf, size_t len) {
+  int rc = 0;
+  while (len > 0) {
+    ssize_t n = write(fd, buf, len);
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n <= 0) {
+      perror("write");
+      rc = -1;
+      break;
+    }
+    buf += n;
+    len -= (size_t)n;
+  }
+  return rc;
+}
+
+/* read_all reads exactly len bytes, finishing short reads. 0 or -1 (error
+ * or end of stream). */
+static int read_all(int fd, unsigned char *buf, size_t len) {
+  int rc = 0;
+  while (len > 0) {
+    ssize_t n = read(fd, buf, len);
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n <= 0) {
+      if (n == 0)
+        fprintf(stderr, "read: unexpected end of stream\n");
+      else
+        perror("read");
+      rc = -1;
+      break;
+    }
+    buf += n;
+    len -= (size_t)n;
+  }
+  return rc;
+}
+
+/* The child: receives (and in ping-pong echoes) every message, checking
+ * each. Returns the exit code. */
+static int child(int fd, const bench_opts *o, const unsigned char *ref) {
+  int rc = 1;
+  bool pingpong = strcmp(o->mode, "pingpong") == 0;
+  unsigned char *buf = malloc(o->size);
+  unsigned char ready = 'r';
+  if (buf == NULL)
+    goto out;
+  if (write_all(fd, &ready, 1) != 0)
+    goto out;
+  for (long i = 0; i < o->count; i++) {
+    if (read_all(fd, buf, o->size) != 0)
+      goto out;
+    if (!bench_check(buf, o->size, o->size, (uint64_t)i, ref,
+                     i == o->count - 1))
+      goto out;
+    if (pingpong && write_all(fd, buf, o->size) != 0)
+      goto out;
+  }
+  if (!pingpong && write_all(fd, &ready, 1) != 0)
+    goto out;
+  rc = 0;
+out:
+  free(buf);
+  return rc;
+}
+
+/* The parent: sends the messages and times the run from the child's ready
+ * byte to its final acknowledgement (stream) or the last echo (ping-pong). */
+static int parent(int fd, const bench_opts *o, const unsigned char *ref,
+                  double *seconds) {
+  int rc = -1;
+  bool pingpong = strcmp(o->mode, "pingpong") == 0;
+  unsigned char *buf = malloc(o->size);
+  unsigned char *echo = malloc(o->size);
+  unsigned char ack;
+  double t0;
+  if (buf == NULL || echo == NULL)
+    goto out;
+  memcpy(buf, ref, o->size);
+  if (read_all(fd, &ack, 1) != 0)
+    goto out;
+  t0 = bench_now();
+  for (long i = 0; i < o->count; i++) {
+    bench_stamp(buf, (uint64_t)i);
+    if (write_all(fd, buf, o->size) != 0)
+      goto out;
+    if (pingpong) {
+      if (read_all(fd, echo, o->size) != 0)
+        goto out;
+      if (!bench_check(echo, o->size, o->size, (uint64_t)i, ref,
+                       i == o->count - 1))
+        goto out;
+    }
+  }
+  if (!pingpong && read_all(fd, &ack, 1) != 0)
+    goto out;
+  *seconds = bench_now() - t0;
+  rc = 0;
+out:
+  free(buf);
+  free(echo);
+  return rc;
+}
+
+int main(int argc, char **argv) {
+  int rc = 1;
+  int sv[2] = {-1, -1};
+  bench_opts o;
+  unsigned char *ref = NULL;
+  double seconds = 0;
+  pid_t pid;
+  if (bench_parse(argc, argv, modes, &o) != 0)
+    goto out;
+  /* A broken child must end the run with an error, not a SIGPIPE. */
+  signal(SIGPIPE, SIG_IGN);
+  alarm(BENCH_ALARM_S);
+  ref = malloc(o.size);
+  if (ref == NULL)
+    goto out;
+  bench_pattern(ref, o.size);
+  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) {
+    perror("socketpair");
+    goto out;
+  }
+  fflush(NULL);
+  pid = fork();
+  if (pid < 0) {
+    perror("fork");
+    goto out;
+  }
+  if (pid == 0) {
+    alarm(BENCH_ALARM_S);
+    close(sv[0]);
+    _exit(child(sv[1], &o, ref));
+  }
+  close(sv[1]);
+  sv[1] = -1;
+  if (parent(sv[0], &o, ref, &seconds) != 0) {
+    close(sv[0]);
+    sv[0] = -1;
+    bench_wait_child(pid);
+    goto out;
+  }
+  if (bench_wait_child(pid) != 0)
+    goto out;
+  bench_report("raw", &o, seconds, strcmp(o.mode, "pingpong") == 0);
+  rc = 0;
+out:
+  if (sv[0] >= 0)
+    close(sv[0]);
+  if (sv[1] >= 0)
+    close(sv[1]);
+  free(ref);
+  return rc;
+}

@@ -1,0 +1,305 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
+"""Runs the core benchmark and prints a markdown table with the ratios.
+
+    python3 bench/run_bench.py [--build build] [--reps 5]
+
+Implementations, each between a parent and a forked child:
+  raw      bench_raw: a bare socketpair, one write and one read per message
+           of exactly SIZE bytes: the kernel's limit for one system call per
+           message on each side;
+  pc       bench_conn: libpipeconn (stream with pc_send_bytes and
+           pc_recv_bytes or pc_recv_bytes_into; pc_send_batch; ping-pong);
+  python   conn_python.py: multiprocessing.Pipe send_bytes/recv_bytes;
+  zmq      bench_zmq: ZeroMQ PAIR over ipc:// (only if it was built).
+
+Workloads: a stream of messages of SIZE bytes (messages/s, MB/s) and a
+ping-pong (round trip in microseconds), for 64 B, 1 KiB, 64 KiB, 1 MiB and
+16 MiB. Each implementation's count is calibrated by one discarded warm-up
+run so that a run takes about --seconds; then the implementations of one
+workload run in turn (round-robin), --reps times, and the table gives
+medians. Ratios compare message rates (round trips per second for
+ping-pong), so above 1 is faster.
+"""
+import argparse
+import json
+import os
+import platform
+import shlex
+import statistics
+import subprocess
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+SIZES = [64, 1024, 64 * 1024, 1024 * 1024, 16 * 1024 * 1024]
+BATCH_SIZES = [64, 1024]
+BATCH = 256
+
+# Counts for the warm-up run that calibrates each implementation.
+BASE_COUNT = {
+    ("stream", 64): 100000, ("stream", 1024): 50000,
+    ("stream", 65536): 5000, ("stream", 1048576): 500,
+    ("stream", 16777216): 40,
+    ("pingpong", 64): 5000, ("pingpong", 1024): 5000,
+    ("pingpong", 65536): 2000, ("pingpong", 1048576): 300,
+    ("pingpong", 16777216): 30,
+}
+
+LABELS = {
+    "raw": "raw socketpair",
+    "pc": "pc send_bytes / recv_bytes",
+    "pc_into": "pc send_bytes / recv_bytes_into",
+    "pc_batch": f"pc send_batch ({BATCH}/call) / recv_bytes_into",
+    "python": "Python Pipe",
+    "zmq": "ZeroMQ PAIR ipc",
+}
+
+
+def human(size):
+    for unit, n in (("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if size >= n and size % n == 0:
+            return f"{size // n} {unit}"
+    return f"{size} B"
+
+
+def fmt(x, digits=0):
+    if x is None:
+        return "-"
+    if digits == 0:
+        return f"{x:,.0f}"
+    return f"{x:,.{digits}f}"
+
+
+class Runner:
+    def __init__(self, args):
+        self.args = args
+        bench = os.path.join(args.build, "bench")
+        self.progs = {
+            "raw": os.path.join(bench, "bench_raw"),
+            "pc": os.path.join(bench, "bench_conn"),
+            "zmq": os.path.join(bench, "bench_zmq"),
+        }
+        self.python = [args.python, os.path.join(HERE, "conn_python.py")]
+        self.failures = []
+
+    def available(self, impl):
+        if impl == "python":
+            return True
+        prog = self.progs["pc" if impl.startswith("pc") else impl]
+        return os.access(prog, os.X_OK)
+
+    def argv(self, impl, kind, size, count):
+        if impl == "python":
+            return self.python + [kind, str(size), str(count)]
+        if impl == "pc_into":
+            return [self.progs["pc"], "stream_into", str(size), str(count)]
+        if impl == "pc_batch":
+            return [self.progs["pc"], "batch", str(size), str(count),
+                    str(BATCH)]
+        return [self.progs[impl], kind, str(size), str(count)]
+
+    def run(self, impl, kind, size, count):
+        cmd = self.argv(impl, kind, size, count)
+        try:
+            p = subprocess.run(cmd, capture_output=True, text=True,
+                               timeout=self.args.timeout, check=False)
+        except subprocess.TimeoutExpired:
+            self.failures.append(f"{shlex.join(cmd)}: timed out")
+            return None
+        if p.returncode != 0:
+            self.failures.append(f"{shlex.join(cmd)}: exit {p.returncode}: "
+                                 f"{p.stderr.strip()}")
+            return None
+        line = p.stdout.strip().splitlines()[-1]
+        result = json.loads(line)
+        if self.args.verbose:
+            print(line, file=sys.stderr)
+        return result
+
+
+def calibrate(runner, impl, kind, size):
+    """One warm-up run; returns the count that takes about --seconds."""
+    base = BASE_COUNT[(kind, size)]
+    if runner.args.smoke:
+        return max(2, base // 1000)
+    if impl == "pc_batch":
+        base *= 4
+    r = runner.run(impl, kind, size, base)
+    if r is None:
+        return None
+    count = base * runner.args.seconds / max(r["seconds"], 1e-6)
+    count = int(float(f"{count:.2g}"))  # two significant digits
+    return max(10, min(count, 50 * base))
+
+
+def workloads(args):
+    out = []
+    for size in SIZES:
+        impls = ["raw", "pc", "pc_into"]
+        if size in BATCH_SIZES:
+            impls.append("pc_batch")
+        impls += ["python", "zmq"]
+        out.append(("stream", size, impls))
+    for size in SIZES:
+        out.append(("pingpong", size, ["raw", "pc", "python", "zmq"]))
+    if args.only:
+        keep = set(args.only.split(","))
+        out = [(k, s, [i for i in impls if i in keep]) for k, s, impls in out]
+    return out
+
+
+def measure(runner):
+    """Returns {(kind, size, impl): [result, ...]}."""
+    results = {}
+    for kind, size, impls in workloads(runner.args):
+        impls = [i for i in impls if runner.available(i)]
+        counts = {i: calibrate(runner, i, kind, size) for i in impls}
+        impls = [i for i in impls if counts[i] is not None]
+        for _ in range(runner.args.reps):
+            for impl in impls:
+                r = runner.run(impl, kind, size, counts[impl])
+                if r is not None:
+                    results.setdefault((kind, size, impl), []).append(r)
+        print(f"measured {kind} {human(size)}", file=sys.stderr)
+    return results
+
+
+def median(rs, field):
+    vals = [r[field] for r in rs if r.get(field) is not None]
+    return statistics.median(vals) if vals else None
+
+
+def table(results, args):
+    rows = [
+        "| workload | size | implementation | msgs/s | MB/s | RTT µs "
+        "| × raw | × Python | × ZeroMQ |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for kind, size, impls in workloads(args):
+        def rate(impl):
+            rs = results.get((kind, size, impl))
+            return median(rs, "msgs_per_s") if rs else None
+
+        for impl in impls:
+            rs = results.get((kind, size, impl))
+            if not rs:
+                continue
+            r = rate(impl)
+            ratios = []
+            for ref in ("raw", "python", "zmq"):
+                base = rate(ref)
+                ratios.append("-" if base is None or ref == impl
+                              else f"{r / base:.2f}")
+            rows.append(
+                f"| {kind} | {human(size)} | {LABELS[impl]} | {fmt(r)} "
+                f"| {fmt(median(rs, 'mb_per_s'))} "
+                f"| {fmt(median(rs, 'rtt_us'), 1)} | " + " | ".join(ratios)
+                + " |")
+    return "\n".join(rows)
+
+
+def targets(results):
+    """The issue's targets, each with its measured ratio."""
+    def rate(kind, size, impl):
+        rs = results.get((kind, size, impl))
+        return median(rs, "msgs_per_s") if rs else None
+
+    def line(what, num, den, goal):
+        if num is None or den is None:
+            return f"- {what}: not measured"
+        ratio = num / den
+        verdict = "met" if ratio >= goal else "NOT met"
+        return f"- {what}: {ratio:.2f} (goal ≥ {goal}) {verdict}"
+
+    out = []
+    for size in (64, 1024):
+        for impl in ("pc", "pc_into"):
+            out.append(line(f"stream {human(size)}, {LABELS[impl]} vs raw "
+                            "messages/s", rate("stream", size, impl),
+                            rate("stream", size, "raw"), 0.95))
+    out.append(line("stream 64 B, pc send_batch vs ZeroMQ messages/s",
+                    rate("stream", 64, "pc_batch"),
+                    rate("stream", 64, "zmq"), 1.5))
+    for size in SIZES[2:]:
+        for impl in ("pc", "pc_into"):
+            out.append(line(f"stream {human(size)}, {LABELS[impl]} vs raw "
+                            "bandwidth", rate("stream", size, impl),
+                            rate("stream", size, "raw"), 0.95))
+    # Within 10 % of the raw round trip: rtt_pc <= 1.1 rtt_raw.
+    out.append(line("ping-pong 64 B, raw RTT / pc RTT",
+                    rate("pingpong", 64, "pc"), rate("pingpong", 64, "raw"),
+                    round(1 / 1.1, 2)))
+    return "\n".join(out)
+
+
+def machine():
+    cpu = "unknown CPU"
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
+            for ln in f:
+                if ln.startswith("model name"):
+                    cpu = ln.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    py = subprocess.run([sys.executable, "--version"], capture_output=True,
+                        text=True, check=False).stdout.strip()
+    return (f"{os.cpu_count()} CPUs ({cpu}), Linux {platform.release()}, "
+            f"{py}")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--build", default="build",
+                    help="CMake build directory (default: build)")
+    ap.add_argument("--reps", type=int, default=5,
+                    help="repetitions per workload (default: 5)")
+    ap.add_argument("--seconds", type=float, default=0.3,
+                    help="target duration of one run (default: 0.3)")
+    ap.add_argument("--only", help="comma-separated implementations "
+                    "(raw,pc,pc_into,pc_batch,python,zmq)")
+    ap.add_argument("--python", default=sys.executable,
+                    help="Python interpreter for the Pipe benchmark")
+    ap.add_argument("--timeout", type=float, default=120,
+                    help="seconds before one run counts as hung")
+    ap.add_argument("--json", help="also write every run as JSON lines here")
+    ap.add_argument("--smoke", action="store_true",
+                    help="tiny counts, one repetition: checks that every "
+                    "program works, measures nothing")
+    ap.add_argument("-v", "--verbose", action="store_true")
+    args = ap.parse_args()
+    if args.smoke:
+        args.reps = 1
+    if not os.access(os.path.join(args.build, "bench", "bench_conn"),
+                     os.X_OK):
+        sys.exit(f"{args.build}/bench/bench_conn not found: build first "
+                 "(cmake --build BUILD)")
+
+    runner = Runner(args)
+    results = measure(runner)
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as f:
+            for rs in results.values():
+                for r in rs:
+                    f.write(json.dumps(r) + "\n")
+    cmd = shlex.join(["python3", os.path.relpath(sys.argv[0])] + sys.argv[1:])
+    print(f"Command: `{cmd}`  ")
+    print(f"Machine: {machine()}; medians of {args.reps} runs.\n")
+    print(table(results, args))
+    if args.smoke:
+        print("\nSmoke run: every program worked; nothing was measured.")
+    else:
+        print("\nTargets:\n")
+        print(targets(results))
+    if not runner.available("zmq"):
+        print("\nZeroMQ was not built (install libzmq3-dev and reconfigure).")
+    if runner.failures:
+        print("\nFAILED runs:", file=sys.stderr)
+        for f in runner.failures:
+            print(f"  {f}", file=sys.stderr)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

@@ -152,19 +152,21 @@ static void destroy(pc_value *v) {
   }
 }
 
+/* Drops one reference; true when it was the last (v must then be freed). */
 static bool unref(pc_value *v) {
-  if (!pc__is_counted(v))
-    return false;
-  if (atomic_fetch_sub_explicit(&v->refs, 1, memory_order_release) != 1)
-    return false;
-  atomic_thread_fence(memory_order_acquire);
-  return true;
+  bool last = false;
+  if (pc__is_counted(v) &&
+      atomic_fetch_sub_explicit(&v->refs, 1, memory_order_release) == 1) {
+    atomic_thread_fence(memory_order_acquire);
+    last = true;
+  }
+  return last;
 }
 
 static void release_child(pc_value *c, pc_value **pending) {
-  if (!unref(c))
-    return;
-  if (is_container_type(c->type)) {
+  if (!unref(c)) {
+    /* still referenced elsewhere */
+  } else if (is_container_type(c->type)) {
     *link_of(c) = *pending;
     *pending = c;
   } else {
@@ -633,9 +635,9 @@ int pc__list_extend_steal(pc_value *list, pc_value *const *items, size_t n) {
   unsigned depth = list->depth;
   uint8_t flags = list->flags;
   int rc = absorb(list, items, n, &depth);
-  if (rc == 0)
+  if (rc == 0 && n > 0)
     rc = seq_reserve(s, n);
-  if (rc == 0) {
+  if (rc == 0 && n > 0) {
     memcpy(s->items + s->len, items, n * sizeof *items);
     s->len += n;
     list->depth = (uint16_t)depth;
@@ -1027,62 +1029,57 @@ static bool number_equal(const pc_value *a, const pc_value *b) {
   return eq;
 }
 
-static int equal_depth(const pc_value *a, const pc_value *b, int depth) {
-  unsigned ta, tb;
+/* Compares two containers of the same kind (or set with frozenset). */
+static int equal_containers(const pc_value *a, const pc_value *b, unsigned ta,
+                            int depth) {
   int rc = 0;
-  if (a == NULL || b == NULL)
-    return a == b;
-  if (a == b) /* identity first, as Python's containers do */
-    return depth > 0 || pc__type(a) != PC_TYPE_FLOAT ||
-           pc__float_val(a) == pc__float_val(a); /* false for NaN */
-  ta = pc__type(a);
-  tb = pc__type(b);
-  if (is_number(ta) && is_number(tb))
-    return number_equal(a, b);
-  if (depth >= PC_VALUE_MAX_DEPTH)
-    return PC_ELIMIT;
-  bool a_set = ta == PC_TYPE_SET || ta == PC_TYPE_FROZENSET;
-  bool b_set = tb == PC_TYPE_SET || tb == PC_TYPE_FROZENSET;
-  if (ta != tb && !(a_set && b_set))
-    return 0;
-  switch (ta) {
-  case PC_TYPE_NONE:
-    rc = 1;
-    break;
-  case PC_TYPE_STR:
-  case PC_TYPE_BYTES: {
-    const pstr *x = (const pstr *)a, *y = (const pstr *)b;
-    rc = x->len == y->len && memcmp(str_data(x), str_data(y), x->len) == 0;
-    break;
-  }
-  case PC_TYPE_LIST:
-  case PC_TYPE_TUPLE: {
+  if (is_seq_type(ta)) {
     const pseq *x = (const pseq *)a, *y = (const pseq *)b;
     rc = x->len == y->len;
     for (size_t i = 0; i < x->len && rc == 1; i++)
       rc = equal_depth(x->items[i], y->items[i], depth + 1);
-    break;
-  }
-  case PC_TYPE_DICT:
-  case PC_TYPE_SET:
-  case PC_TYPE_FROZENSET: {
+  } else {
     const pmap *x = (const pmap *)a, *y = (const pmap *)b;
     rc = x->len == y->len;
     for (size_t i = 0; i < x->len && rc == 1; i++) {
       size_t pos;
       int found = map_find(y, x->entries[i].key, x->entries[i].hash, &pos);
-      if (found < 0)
+      if (found <= 0)
         rc = found;
-      else if (found == 0)
-        rc = 0;
       else if (ta == PC_TYPE_DICT)
         rc = equal_depth(x->entries[i].value, y->entries[pos].value, depth + 1);
     }
-    break;
   }
-  default:
-    rc = 0;
-    break;
+  return rc;
+}
+
+static int equal_depth(const pc_value *a, const pc_value *b, int depth) {
+  int rc = 0;
+  if (a == NULL || b == NULL) {
+    rc = a == b;
+  } else if (a == b) {
+    /* Identity first, as Python's containers do; a NaN compared directly
+     * is unequal to itself. */
+    rc = depth > 0 || pc__type(a) != PC_TYPE_FLOAT ||
+         pc__float_val(a) == pc__float_val(a);
+  } else {
+    unsigned ta = pc__type(a), tb = pc__type(b);
+    bool a_set = ta == PC_TYPE_SET || ta == PC_TYPE_FROZENSET;
+    bool b_set = tb == PC_TYPE_SET || tb == PC_TYPE_FROZENSET;
+    if (is_number(ta) && is_number(tb))
+      rc = number_equal(a, b);
+    else if (ta != tb && !(a_set && b_set))
+      rc = 0;
+    else if (ta == PC_TYPE_NONE)
+      rc = 1;
+    else if (ta == PC_TYPE_STR || ta == PC_TYPE_BYTES)
+      rc = ((const pstr *)a)->len == ((const pstr *)b)->len &&
+           memcmp(str_data((const pstr *)a), str_data((const pstr *)b),
+                  ((const pstr *)a)->len) == 0;
+    else if (depth >= PC_VALUE_MAX_DEPTH)
+      rc = PC_ELIMIT;
+    else
+      rc = equal_containers(a, b, ta, depth);
   }
   return rc;
 }
@@ -1092,44 +1089,30 @@ int pc_value_equal(const pc_value *a, const pc_value *b) {
 }
 
 static int identical_depth(const pc_value *a, const pc_value *b, int depth) {
-  unsigned t;
+  unsigned t = a != NULL ? pc__type(a) : 0;
   int rc = 0;
-  if (a == b)
-    return 1;
-  if (a == NULL || b == NULL || pc__type(a) != pc__type(b))
-    return 0;
-  if (depth >= PC_VALUE_MAX_DEPTH)
-    return PC_ELIMIT;
-  t = pc__type(a);
-  switch (t) {
-  case PC_TYPE_NONE:
+  if (a == b) {
     rc = 1;
-    break;
-  case PC_TYPE_BOOL:
-    rc = 0; /* the singletons differ: a == b was handled above */
-    break;
-  case PC_TYPE_INT:
+  } else if (a == NULL || b == NULL || t != pc__type(b) || t == PC_TYPE_BOOL) {
+    rc = 0; /* the bool singletons differ: a == b was handled above */
+  } else if (t == PC_TYPE_NONE) {
+    rc = 1;
+  } else if (t == PC_TYPE_INT) {
     rc = number_equal(a, b);
-    break;
-  case PC_TYPE_FLOAT:
+  } else if (t == PC_TYPE_FLOAT) {
     rc = memcmp(&((const pfloat *)a)->d, &((const pfloat *)b)->d,
                 sizeof(double)) == 0;
-    break;
-  case PC_TYPE_STR:
-  case PC_TYPE_BYTES: {
+  } else if (t == PC_TYPE_STR || t == PC_TYPE_BYTES) {
     const pstr *x = (const pstr *)a, *y = (const pstr *)b;
     rc = x->len == y->len && memcmp(str_data(x), str_data(y), x->len) == 0;
-    break;
-  }
-  case PC_TYPE_LIST:
-  case PC_TYPE_TUPLE: {
+  } else if (depth >= PC_VALUE_MAX_DEPTH) {
+    rc = PC_ELIMIT;
+  } else if (is_seq_type(t)) {
     const pseq *x = (const pseq *)a, *y = (const pseq *)b;
     rc = x->len == y->len;
     for (size_t i = 0; i < x->len && rc == 1; i++)
       rc = identical_depth(x->items[i], y->items[i], depth + 1);
-    break;
-  }
-  default: {
+  } else {
     const pmap *x = (const pmap *)a, *y = (const pmap *)b;
     rc = x->len == y->len;
     for (size_t i = 0; i < x->len && rc == 1; i++) {
@@ -1138,8 +1121,6 @@ static int identical_depth(const pc_value *a, const pc_value *b, int depth) {
         rc = identical_depth(x->entries[i].value, y->entries[i].value,
                              depth + 1);
     }
-    break;
-  }
   }
   return rc;
 }
@@ -1528,9 +1509,7 @@ int pc_value_contains(const pc_value *container, const pc_value *item) {
 /* ---------------------------------------------------------------- generic */
 size_t pc_value_len(const pc_value *v) {
   size_t n = 0;
-  if (v == NULL || pc__is_small(v))
-    return 0;
-  switch (v->type) {
+  switch (v == NULL ? (unsigned)PC_TYPE_NONE : pc__type(v)) {
   case PC_TYPE_STR: {
     const pstr *s = (const pstr *)v;
     const unsigned char *p = (const unsigned char *)str_data(s);
@@ -1558,11 +1537,10 @@ size_t pc_value_len(const pc_value *v) {
 
 pc_value *pc_value_item(const pc_value *v, size_t i) {
   pc_value *item = NULL;
-  if (v == NULL || pc__is_small(v))
-    return NULL;
-  if (is_seq_type(v->type) && i < ((const pseq *)v)->len)
+  unsigned t = v == NULL ? (unsigned)PC_TYPE_NONE : pc__type(v);
+  if (is_seq_type(t) && i < ((const pseq *)v)->len)
     item = ((const pseq *)v)->items[i];
-  else if (is_map_type(v->type) && i < ((const pmap *)v)->len)
+  else if (is_map_type(t) && i < ((const pmap *)v)->len)
     item = ((const pmap *)v)->entries[i].key;
   return item;
 }

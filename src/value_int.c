@@ -17,6 +17,10 @@
 
 int pc__int_to_decimal(const pc_value *v, pc_buffer *out) {
   char small[24];
+  uint32_t *mag = NULL, *chunks = NULL;
+  size_t n = 0, nwords, maxchunks, nchunks = 0;
+  const unsigned char *p;
+  bool neg;
   int rc = 0;
   if (pc__is_small(v) || pc__type(v) == PC_TYPE_BOOL) {
     int64_t i = 0;
@@ -29,18 +33,17 @@ int pc__int_to_decimal(const pc_value *v, pc_buffer *out) {
     } while (u != 0);
     if (i < 0)
       small[--k] = '-';
-    return pc_buffer_append(out, small + k, sizeof small - k);
+    rc = pc_buffer_append(out, small + k, sizeof small - k);
+    goto out;
   }
 
-  size_t n;
-  const unsigned char *p = pc__bigint_bytes(v, &n);
-  bool neg = (p[n - 1] & 0x80) != 0;
-  size_t nwords = (n + 3) / 4;
-  uint32_t *mag = calloc(nwords, sizeof *mag);
+  p = pc__bigint_bytes(v, &n);
+  neg = (p[n - 1] & 0x80) != 0;
+  nwords = (n + 3) / 4;
+  mag = calloc(nwords, sizeof *mag);
   /* Each base-10^9 chunk holds at least 29.8 bits. */
-  size_t maxchunks = (n * 8) / 29 + 2;
-  uint32_t *chunks = calloc(maxchunks, sizeof *chunks);
-  size_t nchunks = 0;
+  maxchunks = (n * 8) / 29 + 2;
+  chunks = calloc(maxchunks, sizeof *chunks);
   if (mag == NULL || chunks == NULL) {
     rc = -ENOMEM;
     goto out;

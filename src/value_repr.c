@@ -92,10 +92,13 @@ static int shortest_digits(double d, char digits[20]) {
 static size_t float_repr(double d, char out[32]) {
   size_t n = 0;
   uint64_t bits;
+  char digits[20];
+  int decpt, nd;
   memcpy(&bits, &d, sizeof bits);
   if (d != d) {
     memcpy(out, "nan", 4);
-    return 3;
+    n = 3;
+    goto out;
   }
   if (bits >> 63) {
     out[n++] = '-';
@@ -103,10 +106,9 @@ static size_t float_repr(double d, char out[32]) {
   }
   if (d > 1.7976931348623157e308) {
     memcpy(out + n, "inf", 4);
-    return n + 3;
+    n += 3;
+    goto out;
   }
-  char digits[20];
-  int decpt;
   if (d == 0) {
     digits[0] = '0';
     digits[1] = '\0';
@@ -116,7 +118,7 @@ static size_t float_repr(double d, char out[32]) {
     decpt = shortest_digits(d, digits);
     leave_c_locale(old);
   }
-  int nd = (int)strlen(digits);
+  nd = (int)strlen(digits);
   if (decpt <= -4 || decpt > 16) {
     /* 1e+16, 1.5e-05: exponent with a sign and at least two digits. */
     int e = decpt - 1;
@@ -150,6 +152,7 @@ static size_t float_repr(double d, char out[32]) {
     n += (size_t)(nd - decpt);
   }
   out[n] = '\0';
+out:
   return n;
 }
 
@@ -212,13 +215,14 @@ static int repr_str(const pc_value *v, pc_buffer *out) {
   bool squote = memchr(p, '\'', n) != NULL;
   bool dquote = memchr(p, '"', n) != NULL;
   char quote = squote && !dquote ? '"' : '\'';
+  char *d, *start;
   /* Worst case: every code point becomes \Uxxxxxxxx (10 bytes). */
   int rc =
       n > (SIZE_MAX - 2) / 10 ? -ENOMEM : pc_buffer_reserve(out, n * 10 + 2);
   if (rc < 0)
-    return rc;
-  char *d = (char *)out->data + out->len;
-  char *start = d;
+    goto out;
+  d = (char *)out->data + out->len;
+  start = d;
   *d++ = quote;
   while (p < end) {
     const unsigned char *cp_start = p;
@@ -257,7 +261,8 @@ static int repr_str(const pc_value *v, pc_buffer *out) {
   }
   *d++ = quote;
   out->len += (size_t)(d - start);
-  return 0;
+out:
+  return rc;
 }
 
 static int repr_bytes(const pc_value *v, pc_buffer *out) {
@@ -266,11 +271,12 @@ static int repr_bytes(const pc_value *v, pc_buffer *out) {
   bool squote = memchr(p, '\'', n) != NULL;
   bool dquote = memchr(p, '"', n) != NULL;
   char quote = squote && !dquote ? '"' : '\'';
+  char *d, *start;
   int rc = n > (SIZE_MAX - 3) / 4 ? -ENOMEM : pc_buffer_reserve(out, n * 4 + 3);
   if (rc < 0)
-    return rc;
-  char *d = (char *)out->data + out->len;
-  char *start = d;
+    goto out;
+  d = (char *)out->data + out->len;
+  start = d;
   *d++ = 'b';
   *d++ = quote;
   for (size_t i = 0; i < n; i++) {
@@ -298,7 +304,8 @@ static int repr_bytes(const pc_value *v, pc_buffer *out) {
   }
   *d++ = quote;
   out->len += (size_t)(d - start);
-  return 0;
+out:
+  return rc;
 }
 
 /* ---------------------------------------------------------------- values */
@@ -310,7 +317,7 @@ static int repr_depth(const pc_value *v, pc_buffer *out, int depth) {
   int rc = 0;
   unsigned t = pc__type(v);
   if (t >= PC_TYPE_LIST && depth >= PC_VALUE_MAX_DEPTH)
-    return PC_ELIMIT;
+    t = 0xffu; /* too deep */
   switch (t) {
   case PC_TYPE_NONE:
     rc = append_str(out, "None");
@@ -380,6 +387,9 @@ static int repr_depth(const pc_value *v, pc_buffer *out, int depth) {
       rc = append_str(out, t == PC_TYPE_FROZENSET ? "})" : "}");
     break;
   }
+  case 0xffu:
+    rc = PC_ELIMIT;
+    break;
   default:
     rc = -EINVAL;
     break;

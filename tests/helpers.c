@@ -1,0 +1,159 @@
+/* SPDX-License-Identifier: MIT */
+#include "helpers.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+void pc_test_assert_rc(long expected, long actual, const char *expr,
+                       const char *file, int line) {
+  if (expected != actual) {
+    char msg[512];
+    snprintf(msg, sizeof msg, "%s: expected %ld (%s), got %ld (%s: %s)", expr,
+             expected, pc_errname((int)expected), actual,
+             pc_errname((int)actual), pc_strerror((int)actual));
+    print_error("%s\n", msg);
+    _fail(file, line);
+  }
+}
+
+pid_t pc_test_fork(int (*fn)(void *arg), void *arg) {
+  fflush(NULL);
+  pid_t pid = fork();
+  assert_true(pid >= 0);
+  if (pid == 0)
+    _exit(fn(arg));
+  return pid;
+}
+
+static int64_t now_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int pc_test_wait(pid_t pid, int timeout_s) {
+  /* A pidfd turns "wait with a bound" into a poll, without sleeping. */
+  int status = 0;
+  int pfd = (int)syscall(434 /* SYS_pidfd_open */, pid, 0);
+  int64_t end = now_ms() + (int64_t)timeout_s * 1000;
+  if (pfd >= 0) {
+    struct pollfd p = {.fd = pfd, .events = POLLIN};
+    int r;
+    do {
+      int64_t left = end - now_ms();
+      r = poll(&p, 1, left > 0 ? (int)left : 0);
+    } while (r < 0 && errno == EINTR);
+    close(pfd);
+    if (r == 0) {
+      kill(pid, SIGKILL);
+      waitpid(pid, &status, 0);
+      fail_msg("child %d did not finish within %d s", (int)pid, timeout_s);
+    }
+  }
+  while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  return status;
+}
+
+void pc_test_wait_ok(pid_t pid, int timeout_s) {
+  int st = pc_test_wait(pid, timeout_s);
+  if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+    if (WIFEXITED(st))
+      fail_msg("child exited with code %d", WEXITSTATUS(st));
+    else
+      fail_msg("child killed by signal %d", WTERMSIG(st));
+  }
+}
+
+int pc_test_count_fds(void) {
+  int n = 0;
+  DIR *d = opendir("/proc/self/fd");
+  assert_non_null(d);
+  struct dirent *e;
+  while ((e = readdir(d)) != NULL)
+    if (e->d_name[0] != '.')
+      n++;
+  closedir(d);
+  return n - 1; /* the directory's own descriptor */
+}
+
+bool pc_test_is_cloexec(int fd) {
+  int f = fcntl(fd, F_GETFD);
+  return f >= 0 && (f & FD_CLOEXEC);
+}
+
+const char *pc_test_python(void) {
+  const char *p = PC_PYTHON3;
+  if (p[0] == '\0' || access(p, X_OK) != 0)
+    p = NULL;
+  return p;
+}
+
+static uint32_t xorshift(uint32_t *s) {
+  uint32_t x = *s;
+  x ^= x << 13;
+  x ^= x >> 17;
+  x ^= x << 5;
+  *s = x;
+  return x;
+}
+
+void pc_test_pattern(void *buf, size_t len, uint32_t seed) {
+  unsigned char *p = buf;
+  uint32_t s = seed * 2654435761u + 1;
+  for (size_t i = 0; i < len; i++)
+    p[i] = (unsigned char)(xorshift(&s) >> 24);
+}
+
+bool pc_test_pattern_ok(const void *buf, size_t len, uint32_t seed) {
+  const unsigned char *p = buf;
+  uint32_t s = seed * 2654435761u + 1;
+  for (size_t i = 0; i < len; i++)
+    if (p[i] != (unsigned char)(xorshift(&s) >> 24))
+      return false;
+  return true;
+}
+
+void pc_test_sync_init(pc_test_sync *s) {
+  int fds[2];
+  assert_int_equal(pipe2(fds, O_CLOEXEC), 0);
+  s->rd = fds[0];
+  s->wr = fds[1];
+}
+
+void pc_test_sync_post(pc_test_sync *s) {
+  char c = 1;
+  while (write(s->wr, &c, 1) < 0 && errno == EINTR) {
+  }
+}
+
+int pc_test_sync_wait(pc_test_sync *s, int timeout_ms) {
+  struct pollfd p = {.fd = s->rd, .events = POLLIN};
+  int64_t end = now_ms() + timeout_ms;
+  for (;;) {
+    int64_t left = end - now_ms();
+    int r = poll(&p, 1, left > 0 ? (int)left : 0);
+    if (r > 0) {
+      char c;
+      ssize_t n = read(s->rd, &c, 1);
+      return n == 1 ? 0 : -1;
+    }
+    if (r == 0 || errno != EINTR)
+      return -1;
+  }
+}
+
+void pc_test_sync_close(pc_test_sync *s) {
+  close(s->rd);
+  close(s->wr);
+}

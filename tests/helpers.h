@@ -1,0 +1,66 @@
+/* SPDX-License-Identifier: MIT */
+/* What the test executables share. Include after <setjmp.h> etc. via this
+ * header only: it pulls in cmocka in the order cmocka requires. */
+#ifndef PC_TEST_HELPERS_H
+#define PC_TEST_HELPERS_H
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+#include <stdbool.h>
+#include <sys/types.h>
+
+#include "pipeconn.h"
+
+/* A string literal where an API wants `char *` (argv, iovec): the strict
+ * warnings make literals const. */
+#define PC_TEST_STR(s) ((char *)(uintptr_t)(s))
+
+/* Assert a library return code and print both names on mismatch. */
+#define assert_rc(expected, actual)                                            \
+  pc_test_assert_rc((long)(expected), (long)(actual), #actual, __FILE__,       \
+                    __LINE__)
+void pc_test_assert_rc(long expected, long actual, const char *expr,
+                       const char *file, int line);
+
+/* Fork a child that runs fn(arg) and _exit()s with its return value. The
+ * child never calls cmocka asserts. Returns the pid (asserts on failure). */
+pid_t pc_test_fork(int (*fn)(void *arg), void *arg);
+
+/* Wait for pid with a bound (seconds); on timeout the child is killed and the
+ * test fails. Returns the raw wait status. */
+int pc_test_wait(pid_t pid, int timeout_s);
+
+/* Wait for pid and assert it exited with code 0. */
+void pc_test_wait_ok(pid_t pid, int timeout_s);
+
+/* Number of open descriptors of this process (via /proc/self/fd). */
+int pc_test_count_fds(void);
+
+/* Whether fd has FD_CLOEXEC. */
+bool pc_test_is_cloexec(int fd);
+
+/* Path of python3 for peer tests, or NULL when absent (the test then calls
+ * skip() after printing why). */
+const char *pc_test_python(void);
+
+/* Fill buf with a deterministic pattern derived from seed. */
+void pc_test_pattern(void *buf, size_t len, uint32_t seed);
+/* Whether buf holds the pattern for seed. */
+bool pc_test_pattern_ok(const void *buf, size_t len, uint32_t seed);
+
+/* A one-byte synchronisation pipe between parent and child, so steps are
+ * ordered without sleeps: pc_test_sync_post writes a byte, pc_test_sync_wait
+ * reads one (bounded by timeout_ms; returns 0 or -1). */
+typedef struct pc_test_sync {
+  int rd, wr;
+} pc_test_sync;
+void pc_test_sync_init(pc_test_sync *s);
+void pc_test_sync_post(pc_test_sync *s);
+int pc_test_sync_wait(pc_test_sync *s, int timeout_ms);
+void pc_test_sync_close(pc_test_sync *s);
+
+#endif

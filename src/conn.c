@@ -1,0 +1,807 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The Connection: framing state machines for both directions.
+ *
+ * Receive side. Bytes are read ahead into `rb` (64 KiB), so a stream of small
+ * messages costs a fraction of a read(2) each. A payload larger than half of
+ * it bypasses `rb`: it is read straight into its final buffer (the caller's,
+ * or the malloc'd block pc_recv_bytes hands over), so big messages are copied
+ * once, by the kernel. The receive state (header parsed or not, payload bytes
+ * held) lives in the connection, which is what lets a receive that times out
+ * resume later without losing or duplicating anything.
+ *
+ * Send side. Header and payload leave in one writev/sendmsg. If a deadline
+ * strikes after part of a frame went out, the rest is copied into `tx_rest`
+ * and the send reports success: the peer must never see half a frame followed
+ * by another one. Every later send first finishes `tx_rest`.
+ *
+ * Each direction has its own mutex, so a sender and a receiver on one duplex
+ * end never wait for each other.
+ */
+#include <limits.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+/* Read-ahead buffer size, and the largest payload that goes through it. */
+#define RB_SIZE (64u * 1024u)
+#define RB_PAYLOAD_MAX (RB_SIZE / 2u)
+/* A payload larger than this is allocated in steps as its bytes arrive
+ * (memory follows data, not headers); smaller ones are allocated at once.
+ * Large malloc blocks are mmap'd, so untouched pages cost nothing. */
+#define UPFRONT_MAX (64u * 1024u * 1024u)
+/* Messages per system call in pc_send_batch (two iovecs each). */
+#define BATCH_CHUNK 512
+
+struct pc_conn {
+  _Atomic int fd;
+  enum pc__fdkind kind;
+  bool simplex;
+  atomic_bool readable;
+  atomic_bool writable;
+  atomic_bool closed;
+  atomic_int timeout_ms;
+
+  const pc_serializer *ser; /* NULL: the default (pickle) */
+  void *ser_ctx;
+
+  pthread_mutex_t tx_mu;
+  unsigned char *tx_rest; /* unsent tail of a started frame */
+  size_t tx_rest_len;
+  size_t tx_rest_off;
+
+  pthread_mutex_t rx_mu;
+  unsigned char *rb;     /* read-ahead buffer, allocated on first receive */
+  size_t rb_off;         /* first unconsumed byte */
+  size_t rb_end;         /* end of valid bytes */
+  bool rx_have_hdr;      /* the next message's header has been parsed */
+  uint64_t rx_len;       /* its payload length */
+  unsigned char *rx_msg; /* payload held outside rb (large or resumed) */
+  size_t rx_msg_cap;
+  size_t rx_have; /* payload bytes in rx_msg */
+  int rx_status;  /* sticky end: PC_EOF, PC_ETRUNCATED, PC_EPROTO */
+};
+
+/* ================================================================ basics */
+
+int pc__conn_new(int fd, int flags, pc_conn **out) {
+  int rc = 0;
+  pc_conn *c = calloc(1, sizeof *c);
+  if (c == NULL) {
+    rc = -ENOMEM;
+    goto out;
+  }
+  atomic_init(&c->fd, fd);
+  c->kind = pc__io_fdkind(fd);
+  c->simplex = (flags & PC_SIMPLEX) != 0;
+  atomic_init(&c->readable, (flags & PC_READABLE) != 0);
+  atomic_init(&c->writable, (flags & PC_WRITABLE) != 0);
+  atomic_init(&c->closed, false);
+  atomic_init(&c->timeout_ms, -1);
+  pthread_mutex_init(&c->tx_mu, NULL);
+  pthread_mutex_init(&c->rx_mu, NULL);
+  *out = c;
+out:
+  return rc;
+}
+
+int pc__conn_check_open(const pc_conn *c) {
+  return atomic_load(&((pc_conn *)(uintptr_t)c)->closed) ? PC_ECLOSED : 0;
+}
+
+static int check_recv(pc_conn *c) {
+  int rc = 0;
+  if (c == NULL)
+    rc = -EINVAL;
+  else if (atomic_load(&c->closed))
+    rc = PC_ECLOSED;
+  else if (!atomic_load(&c->readable))
+    rc = PC_EWRITEONLY;
+  return rc;
+}
+
+static int check_send(pc_conn *c) {
+  int rc = 0;
+  if (c == NULL)
+    rc = -EINVAL;
+  else if (atomic_load(&c->closed))
+    rc = PC_ECLOSED;
+  else if (!atomic_load(&c->writable))
+    rc = PC_EREADONLY;
+  return rc;
+}
+
+/* Takes a direction's mutex within the deadline (the timeout covers the
+ * wait for other threads too). */
+static int lock_within(pthread_mutex_t *mu, const pc__deadline *d) {
+  int e;
+  if (d->forever) {
+    e = pthread_mutex_lock(mu);
+  } else if (d->nonblock) {
+    e = pthread_mutex_trylock(mu);
+    if (e == EBUSY)
+      e = EAGAIN;
+  } else {
+    struct timespec ts = pc__deadline_abstime(d);
+    e = pthread_mutex_clocklock(mu, CLOCK_MONOTONIC, &ts);
+  }
+  return e == 0 ? 0 : -e;
+}
+
+static pc__deadline conn_deadline(const pc_conn *c) {
+  return pc__deadline_from_ms(
+      atomic_load(&((pc_conn *)(uintptr_t)c)->timeout_ms));
+}
+
+int pc_set_timeout(pc_conn *c, int timeout_ms) {
+  int rc = 0;
+  if (c == NULL || timeout_ms < -1)
+    rc = -EINVAL;
+  else if (atomic_load(&c->closed))
+    rc = PC_ECLOSED;
+  else
+    atomic_store(&c->timeout_ms, timeout_ms);
+  return rc;
+}
+
+int pc_fileno(const pc_conn *c) {
+  int rc;
+  if (c == NULL)
+    rc = -EINVAL;
+  else if (pc__conn_check_open(c) != 0)
+    rc = PC_ECLOSED;
+  else
+    rc = atomic_load(&((pc_conn *)(uintptr_t)c)->fd);
+  return rc;
+}
+
+bool pc_readable(const pc_conn *c) {
+  return c != NULL && atomic_load(&((pc_conn *)(uintptr_t)c)->readable);
+}
+
+bool pc_writable(const pc_conn *c) {
+  return c != NULL && atomic_load(&((pc_conn *)(uintptr_t)c)->writable);
+}
+
+bool pc_closed(const pc_conn *c) {
+  return c == NULL || atomic_load(&((pc_conn *)(uintptr_t)c)->closed);
+}
+
+void pc__conn_serializer(pc_conn *c, const pc_serializer **s, void **ctx) {
+  pthread_mutex_lock(&c->tx_mu);
+  *s = c->ser;
+  *ctx = c->ser_ctx;
+  pthread_mutex_unlock(&c->tx_mu);
+}
+
+void pc__conn_set_serializer(pc_conn *c, const pc_serializer *s, void *ctx) {
+  /* Both locks: a send or receive in flight keeps the serializer it read. */
+  pthread_mutex_lock(&c->tx_mu);
+  c->ser = s;
+  c->ser_ctx = ctx;
+  pthread_mutex_unlock(&c->tx_mu);
+}
+
+/* ================================================================ sending */
+
+/* Copies bytes [from, to) of the concatenation of iov into dst. */
+static void gather(const struct iovec *iov, size_t from, size_t to,
+                   unsigned char *dst) {
+  size_t pos = 0;
+  for (size_t i = 0; pos < to; i++) {
+    size_t a = pos, b = pos + iov[i].iov_len;
+    size_t lo = from > a ? from : a, hi = to < b ? to : b;
+    if (lo < hi) {
+      memcpy(dst, (const unsigned char *)iov[i].iov_base + (lo - a), hi - lo);
+      dst += hi - lo;
+    }
+    pos = b;
+  }
+}
+
+/* Writes all of iov[0..cnt) (total bytes), advancing the array in place.
+ * Returns 0, or the error with *sent bytes already written. */
+static int write_all(pc_conn *c, const pc__deadline *d, struct iovec *iov,
+                     int cnt, size_t total, size_t *sent) {
+  int rc = 0;
+  size_t done = 0;
+  int i = 0;
+  while (done < total) {
+    while (i < cnt && iov[i].iov_len == 0)
+      i++;
+    ssize_t n =
+        pc__io_writev(atomic_load(&c->fd), c->kind, iov + i, cnt - i, d);
+    if (n < 0) {
+      rc = (int)n;
+      break;
+    }
+    done += (size_t)n;
+    size_t k = (size_t)n;
+    while (k > 0) {
+      size_t step = k < iov[i].iov_len ? k : iov[i].iov_len;
+      iov[i].iov_base = (unsigned char *)iov[i].iov_base + step;
+      iov[i].iov_len -= step;
+      k -= step;
+      if (iov[i].iov_len == 0)
+        i++;
+    }
+  }
+  *sent = done;
+  return rc;
+}
+
+/* Sends what an earlier send left in tx_rest. */
+static int flush_rest(pc_conn *c, const pc__deadline *d) {
+  int rc = 0;
+  if (c->tx_rest != NULL) {
+    struct iovec v = {c->tx_rest + c->tx_rest_off,
+                      c->tx_rest_len - c->tx_rest_off};
+    size_t sent = 0;
+    rc = write_all(c, d, &v, 1, v.iov_len, &sent);
+    c->tx_rest_off += sent;
+    if (rc == 0 || rc == -EPIPE || (rc != -EAGAIN && rc != -ETIMEDOUT)) {
+      /* Done, or nobody will ever read the rest: drop it. */
+      free(c->tx_rest);
+      c->tx_rest = NULL;
+      c->tx_rest_len = c->tx_rest_off = 0;
+    }
+  }
+  return rc;
+}
+
+/* A deadline cut a frame after `sent` of its bytes: keep the rest, bytes
+ * [sent, frame_end) of orig, so the peer still gets a whole frame. If even
+ * that copy cannot be allocated, finish the frame now, without deadline:
+ * a late return beats a corrupt stream. */
+static int keep_rest(pc_conn *c, const struct iovec *orig, size_t sent,
+                     size_t frame_end) {
+  int rc = 0;
+  size_t n = frame_end - sent;
+  unsigned char *p = malloc(n);
+  if (p != NULL) {
+    gather(orig, sent, frame_end, p);
+    c->tx_rest = p;
+    c->tx_rest_len = n;
+    c->tx_rest_off = 0;
+  } else {
+    /* Rebuild the remaining bytes as iovecs over the caller's buffers. */
+    pc__deadline forever = pc__deadline_from_ms(-1);
+    size_t pos = 0, done = 0;
+    for (size_t i = 0; pos < frame_end && rc == 0; i++) {
+      size_t a = pos, b = pos + orig[i].iov_len;
+      size_t lo = sent > a ? sent : a, hi = frame_end < b ? frame_end : b;
+      if (lo < hi) {
+        struct iovec v = {(unsigned char *)orig[i].iov_base + (lo - a),
+                          hi - lo};
+        rc = write_all(c, &forever, &v, 1, hi - lo, &done);
+      }
+      pos = b;
+    }
+  }
+  return rc;
+}
+
+/* Sends the frames described by iov (cnt entries, `total` bytes), whose
+ * frame boundaries are given by ends[0..nframes) (cumulative byte offsets).
+ * Returns the number of frames handed over (all of them, unless a deadline
+ * struck after some went out), or an error when none did. */
+static ssize_t send_frames(pc_conn *c, const pc__deadline *d, struct iovec *iov,
+                           int cnt, const size_t *ends, size_t nframes) {
+  ssize_t rc;
+  struct iovec orig_small[2 * BATCH_CHUNK];
+  const struct iovec *orig = iov;
+  size_t total = ends[nframes - 1], sent = 0;
+  if (!d->forever && (size_t)cnt <= 2 * BATCH_CHUNK) {
+    /* write_all advances iov; keep_rest needs the original layout. */
+    memcpy(orig_small, iov, (size_t)cnt * sizeof *iov);
+    orig = orig_small;
+  }
+  rc = write_all(c, d, iov, cnt, total, &sent);
+  if (rc == 0) {
+    rc = (ssize_t)nframes;
+  } else if (sent > 0 && (rc == -EAGAIN || rc == -ETIMEDOUT)) {
+    size_t f = 0;
+    while (ends[f] <= sent)
+      f++; /* the frame that was cut */
+    int k = keep_rest(c, orig, sent, ends[f]);
+    rc = k == 0 ? (ssize_t)(f + 1) : k;
+  }
+  return rc;
+}
+
+/* Locks the send side, checks it, and finishes an earlier held frame. */
+static int send_begin(pc_conn *c, pc__deadline *d) {
+  int rc = check_send(c);
+  if (rc == 0) {
+    *d = conn_deadline(c);
+    rc = lock_within(&c->tx_mu, d);
+    if (rc == 0) {
+      rc = flush_rest(c, d);
+      if (rc != 0)
+        pthread_mutex_unlock(&c->tx_mu);
+    }
+  }
+  return rc;
+}
+
+int pc_send_bytesv(pc_conn *c, const struct iovec *iov, int iovcnt) {
+  int rc;
+  pc__deadline d;
+  unsigned char hdr[PC__HDR_LARGE];
+  struct iovec small[9], *v = small;
+  size_t total = 0;
+
+  if (iovcnt < 0 || iovcnt >= IOV_MAX || (iovcnt > 0 && iov == NULL))
+    return -EINVAL;
+  for (int i = 0; i < iovcnt; i++) {
+    if (iov[i].iov_base == NULL && iov[i].iov_len > 0)
+      return -EINVAL;
+    if (iov[i].iov_len > SIZE_MAX - PC__HDR_LARGE - total)
+      return -EINVAL;
+    total += iov[i].iov_len;
+  }
+  if (iovcnt >= 9) {
+    v = malloc(((size_t)iovcnt + 1) * sizeof *v);
+    if (v == NULL)
+      return -ENOMEM;
+  }
+  rc = send_begin(c, &d);
+  if (rc == 0) {
+    size_t hl = pc__frame_header(hdr, total);
+    size_t end = hl + total;
+    v[0].iov_base = hdr;
+    v[0].iov_len = hl;
+    if (iovcnt > 0)
+      memcpy(v + 1, iov, (size_t)iovcnt * sizeof *v);
+    ssize_t n = send_frames(c, &d, v, iovcnt + 1, &end, 1);
+    rc = n < 0 ? (int)n : 0;
+    pthread_mutex_unlock(&c->tx_mu);
+  }
+  if (v != small)
+    free(v);
+  return rc;
+}
+
+int pc_send_bytes(pc_conn *c, const void *buf, size_t len) {
+  struct iovec v = {(void *)(uintptr_t)buf, len};
+  return pc_send_bytesv(c, &v, 1);
+}
+
+ssize_t pc_send_batch(pc_conn *c, const struct iovec *msgs, size_t n) {
+  ssize_t rc;
+  pc__deadline d;
+  if (n > 0 && msgs == NULL)
+    return -EINVAL;
+  for (size_t i = 0; i < n; i++)
+    if (msgs[i].iov_base == NULL && msgs[i].iov_len > 0)
+      return -EINVAL;
+  rc = send_begin(c, &d);
+  if (rc == 0) {
+    unsigned char hdr[BATCH_CHUNK][PC__HDR_LARGE];
+    struct iovec v[2 * BATCH_CHUNK];
+    size_t ends[BATCH_CHUNK];
+    size_t done = 0;
+    while (done < n) {
+      size_t k = n - done < BATCH_CHUNK ? n - done : BATCH_CHUNK, pos = 0;
+      for (size_t i = 0; i < k; i++) {
+        size_t hl = pc__frame_header(hdr[i], msgs[done + i].iov_len);
+        v[2 * i].iov_base = hdr[i];
+        v[2 * i].iov_len = hl;
+        v[2 * i + 1] = msgs[done + i];
+        pos += hl + msgs[done + i].iov_len;
+        ends[i] = pos;
+      }
+      ssize_t r = send_frames(c, &d, v, (int)(2 * k), ends, k);
+      if (r < 0) {
+        if (done == 0)
+          rc = r;
+        break;
+      }
+      done += (size_t)r;
+      if ((size_t)r < k)
+        break; /* the deadline struck inside this chunk */
+    }
+    if (rc == 0)
+      rc = (ssize_t)done;
+    pthread_mutex_unlock(&c->tx_mu);
+  }
+  return rc;
+}
+
+int pc__send_buffer(pc_conn *c, pc_buffer *b, size_t headroom) {
+  int rc;
+  pc__deadline d;
+  rc = send_begin(c, &d);
+  if (rc == 0) {
+    /* The header goes right in front of the payload: one contiguous write,
+     * no copy of the payload. */
+    unsigned char hdr[PC__HDR_LARGE];
+    size_t len = b->len - headroom;
+    size_t hl = pc__frame_header(hdr, len);
+    unsigned char *start = b->data + headroom - hl;
+    memcpy(start, hdr, hl);
+    struct iovec v = {start, hl + len};
+    size_t end = hl + len;
+    ssize_t n = send_frames(c, &d, &v, 1, &end, 1);
+    rc = n < 0 ? (int)n : 0;
+    pthread_mutex_unlock(&c->tx_mu);
+  }
+  return rc;
+}
+
+int pc_flush(pc_conn *c) {
+  int rc;
+  pc__deadline d;
+  rc = send_begin(c, &d);
+  if (rc == 0)
+    pthread_mutex_unlock(&c->tx_mu);
+  return rc;
+}
+
+/* ================================================================ receiving */
+
+/* Reads what is available into the read-ahead buffer (after making room).
+ * Returns bytes read, 0 at end of stream, or -errno. */
+static ssize_t rb_fill(pc_conn *c, const pc__deadline *d) {
+  if (c->rb_off > 0 && c->rb_off == c->rb_end) {
+    c->rb_off = c->rb_end = 0;
+  } else if (c->rb_off > 0 && RB_SIZE - c->rb_end < RB_PAYLOAD_MAX) {
+    memmove(c->rb, c->rb + c->rb_off, c->rb_end - c->rb_off);
+    c->rb_end -= c->rb_off;
+    c->rb_off = 0;
+  }
+  ssize_t n = pc__io_read(atomic_load(&c->fd), c->kind, c->rb + c->rb_end,
+                          RB_SIZE - c->rb_end, d);
+  if (n > 0)
+    c->rb_end += (size_t)n;
+  return n;
+}
+
+/* Makes the next message's header parsed (c->rx_have_hdr). */
+static int rx_header(pc_conn *c, const pc__deadline *d) {
+  int rc = 0;
+  if (c->rb == NULL) {
+    c->rb = malloc(RB_SIZE);
+    if (c->rb == NULL)
+      return -ENOMEM;
+  }
+  while (!c->rx_have_hdr) {
+    uint64_t len = 0;
+    size_t avail = c->rb_end - c->rb_off;
+    if (c->rx_status != 0) {
+      rc = c->rx_status;
+      break;
+    }
+    int h = pc__frame_parse(c->rb + c->rb_off, avail, &len);
+    if (h > 0) {
+      c->rb_off += (size_t)h;
+      c->rx_len = len;
+      c->rx_have = 0;
+      c->rx_have_hdr = true;
+      break;
+    }
+    if (h < 0) {
+      c->rx_status = h; /* no further bytes are read as frames */
+      continue;
+    }
+    ssize_t n = rb_fill(c, d);
+    if (n == 0)
+      c->rx_status = avail == 0 ? PC_EOF : PC_ETRUNCATED;
+    else if (n < 0) {
+      rc = (int)n;
+      break;
+    }
+  }
+  return rc;
+}
+
+/* Reads into rx_msg[rx_have..) (growing it as bytes arrive) until the whole
+ * payload is there. */
+static int rx_into_msg(pc_conn *c, const pc__deadline *d) {
+  int rc = 0;
+  if (c->rx_len > (uint64_t)SSIZE_MAX)
+    return -ENOMEM; /* cannot be held by this process, whatever arrives */
+  size_t len = (size_t)c->rx_len;
+  if (c->rx_msg == NULL) {
+    size_t first = len < UPFRONT_MAX ? len : UPFRONT_MAX;
+    size_t inrb = c->rb_end - c->rb_off;
+    if (inrb > len)
+      inrb = len;
+    if (first < inrb)
+      first = inrb;
+    c->rx_msg = malloc(first > 0 ? first : 1);
+    if (c->rx_msg == NULL)
+      return -ENOMEM;
+    c->rx_msg_cap = first;
+    memcpy(c->rx_msg, c->rb + c->rb_off, inrb);
+    c->rb_off += inrb;
+    c->rx_have = inrb;
+  }
+  while (c->rx_have < len) {
+    if (c->rx_have == c->rx_msg_cap) {
+      size_t cap = c->rx_msg_cap * 2 < len ? c->rx_msg_cap * 2 : len;
+      unsigned char *p = realloc(c->rx_msg, cap);
+      if (p == NULL) {
+        rc = -ENOMEM;
+        break;
+      }
+      c->rx_msg = p;
+      c->rx_msg_cap = cap;
+    }
+    ssize_t n =
+        pc__io_read(atomic_load(&c->fd), c->kind, c->rx_msg + c->rx_have,
+                    c->rx_msg_cap - c->rx_have, d);
+    if (n > 0) {
+      c->rx_have += (size_t)n;
+    } else if (n == 0) {
+      c->rx_status = PC_ETRUNCATED;
+      rc = PC_ETRUNCATED;
+      break;
+    } else {
+      rc = (int)n;
+      break;
+    }
+  }
+  return rc;
+}
+
+/* Brings the whole payload of the parsed header into the connection: into
+ * rb when it is small, else into rx_msg. */
+static int rx_payload(pc_conn *c, const pc__deadline *d) {
+  int rc = 0;
+  if (c->rx_msg == NULL && c->rx_len <= RB_PAYLOAD_MAX) {
+    while (c->rb_end - c->rb_off < c->rx_len) {
+      if (c->rx_status != 0) {
+        rc = c->rx_status;
+        break;
+      }
+      ssize_t n = rb_fill(c, d);
+      if (n == 0) {
+        c->rx_status = PC_ETRUNCATED;
+      } else if (n < 0) {
+        rc = (int)n;
+        break;
+      }
+    }
+  } else {
+    rc = rx_into_msg(c, d);
+  }
+  return rc;
+}
+
+/* Reads the rest of a large payload straight into dst (the caller's buffer),
+ * without deadline: one copy, by the kernel. */
+static int rx_direct(pc_conn *c, unsigned char *dst) {
+  int rc = 0;
+  pc__deadline forever = pc__deadline_from_ms(-1);
+  size_t len = (size_t)c->rx_len;
+  size_t have = c->rb_end - c->rb_off;
+  if (have > len)
+    have = len;
+  memcpy(dst, c->rb + c->rb_off, have);
+  c->rb_off += have;
+  while (have < len) {
+    ssize_t n = pc__io_read(atomic_load(&c->fd), c->kind, dst + have,
+                            len - have, &forever);
+    if (n > 0) {
+      have += (size_t)n;
+    } else {
+      /* Part of the message is in dst and nowhere else: the stream cannot
+       * resume, so it ends here for every later receive too. */
+      c->rx_status = PC_ETRUNCATED;
+      rc = n == 0 ? PC_ETRUNCATED : (int)n;
+      break;
+    }
+  }
+  return rc;
+}
+
+/* The current message has been handed out: forget it. */
+static void rx_consume(pc_conn *c) {
+  if (c->rx_msg != NULL) {
+    free(c->rx_msg);
+    c->rx_msg = NULL;
+    c->rx_msg_cap = 0;
+  } else {
+    c->rb_off += (size_t)c->rx_len;
+  }
+  c->rx_have = 0;
+  c->rx_have_hdr = false;
+}
+
+/* Python's rule for a message over maxlength: the end can no longer
+ * receive. A duplex end stays writable; a read-only end is closed. */
+static int rx_too_big(pc_conn *c) {
+  atomic_store(&c->readable, false);
+  if (c->simplex) {
+    int fd = atomic_exchange(&c->fd, -1);
+    atomic_store(&c->closed, true);
+    close(fd);
+  }
+  return PC_ETOOBIG;
+}
+
+static int recv_begin(pc_conn *c, pc__deadline *d) {
+  int rc = check_recv(c);
+  if (rc == 0) {
+    *d = conn_deadline(c);
+    rc = lock_within(&c->rx_mu, d);
+    if (rc == 0 && (rc = check_recv(c)) != 0)
+      pthread_mutex_unlock(&c->rx_mu);
+  }
+  return rc;
+}
+
+int pc_recv_bytes(pc_conn *c, void **buf, size_t *len, size_t maxlength) {
+  int rc;
+  pc__deadline d;
+  if (buf == NULL || len == NULL)
+    return -EINVAL;
+  rc = recv_begin(c, &d);
+  if (rc != 0)
+    return rc;
+  rc = rx_header(c, &d);
+  if (rc == 0 && c->rx_len > maxlength)
+    rc = rx_too_big(c);
+  if (rc == 0)
+    rc = rx_payload(c, &d);
+  if (rc == 0) {
+    size_t n = (size_t)c->rx_len;
+    unsigned char *p;
+    bool from_msg = c->rx_msg != NULL;
+    if (from_msg) {
+      /* Hand the block over: no copy. A block allocated in steps may be
+       * larger than the message; give the excess back. */
+      p = c->rx_msg;
+      if (c->rx_msg_cap > n && n > 0) {
+        unsigned char *q = realloc(p, n);
+        p = q != NULL ? q : p;
+      }
+      c->rx_msg = NULL;
+      c->rx_msg_cap = 0;
+    } else {
+      p = malloc(n > 0 ? n : 1);
+      if (p == NULL)
+        rc = -ENOMEM;
+      else
+        memcpy(p, c->rb + c->rb_off, n);
+    }
+    if (rc == 0) {
+      if (from_msg) {
+        c->rx_have = 0; /* the payload never was in rb */
+        c->rx_have_hdr = false;
+      } else {
+        rx_consume(c);
+      }
+      *buf = p;
+      *len = n;
+    }
+  }
+  pthread_mutex_unlock(&c->rx_mu);
+  return rc;
+}
+
+ssize_t pc_recv_bytes_into(pc_conn *c, void *buf, size_t cap) {
+  ssize_t rc;
+  pc__deadline d;
+  if (buf == NULL && cap > 0)
+    return -EINVAL;
+  rc = recv_begin(c, &d);
+  if (rc != 0)
+    return rc;
+  rc = rx_header(c, &d);
+  if (rc == 0 && c->rx_len > cap)
+    rc = PC_ETOOSHORT; /* the message stays for the next receive */
+  if (rc == 0) {
+    size_t n = (size_t)c->rx_len;
+    if (d.forever && c->rx_msg == NULL && n > RB_PAYLOAD_MAX) {
+      rc = rx_direct(c, buf);
+      if (rc == 0) {
+        c->rx_have_hdr = false;
+        rc = (ssize_t)n;
+      }
+    } else {
+      rc = rx_payload(c, &d);
+      if (rc == 0) {
+        memcpy(buf, c->rx_msg != NULL ? c->rx_msg : c->rb + c->rb_off, n);
+        rx_consume(c);
+        rc = (ssize_t)n;
+      }
+    }
+  }
+  pthread_mutex_unlock(&c->rx_mu);
+  return rc;
+}
+
+int pc__recv_apply(pc_conn *c, size_t maxlength,
+                   int (*fn)(void *arg, const void *data, size_t len),
+                   void *arg) {
+  int rc;
+  pc__deadline d;
+  rc = recv_begin(c, &d);
+  if (rc != 0)
+    return rc;
+  rc = rx_header(c, &d);
+  if (rc == 0 && c->rx_len > maxlength)
+    rc = rx_too_big(c);
+  if (rc == 0)
+    rc = rx_payload(c, &d);
+  if (rc == 0) {
+    rc = fn(arg, c->rx_msg != NULL ? c->rx_msg : c->rb + c->rb_off,
+            (size_t)c->rx_len);
+    rx_consume(c);
+  }
+  pthread_mutex_unlock(&c->rx_mu);
+  return rc;
+}
+
+ssize_t pc_next_size(pc_conn *c) {
+  ssize_t rc;
+  pc__deadline d;
+  rc = recv_begin(c, &d);
+  if (rc != 0)
+    return rc;
+  rc = rx_header(c, &d);
+  if (rc == 0)
+    rc = c->rx_len > (uint64_t)SSIZE_MAX ? PC_ETOOBIG : (ssize_t)c->rx_len;
+  pthread_mutex_unlock(&c->rx_mu);
+  return rc;
+}
+
+int pc_poll(pc_conn *c, int timeout_ms) {
+  int rc;
+  pc__deadline d;
+  if (timeout_ms < -1)
+    return -EINVAL;
+  rc = check_recv(c);
+  if (rc != 0)
+    return rc;
+  d = pc__deadline_from_ms(timeout_ms);
+  rc = lock_within(&c->rx_mu, &d);
+  if (rc == -EAGAIN || rc == -ETIMEDOUT)
+    return 0; /* another thread is receiving: nothing for us yet */
+  if (rc != 0)
+    return rc;
+  rc = check_recv(c);
+  if (rc == 0) {
+    /* Pull what is there into the connection until a whole message is
+     * buffered, the stream ends, or time runs out. */
+    rc = rx_header(c, &d);
+    if (rc == 0)
+      rc = rx_payload(c, &d);
+    if (rc == 0 || rc == PC_EOF || rc == PC_ETRUNCATED || rc == PC_EPROTO)
+      rc = 1;
+    else if (rc == -EAGAIN || rc == -ETIMEDOUT)
+      rc = 0;
+  }
+  pthread_mutex_unlock(&c->rx_mu);
+  return rc;
+}
+
+/* ================================================================ closing */
+
+int pc_close(pc_conn *c) {
+  int rc = 0;
+  if (c == NULL)
+    return 0;
+  if (!atomic_load(&c->closed) && c->tx_rest != NULL) {
+    pc__deadline d = conn_deadline(c);
+    pthread_mutex_lock(&c->tx_mu);
+    rc = flush_rest(c, &d);
+    pthread_mutex_unlock(&c->tx_mu);
+  }
+  int fd = atomic_exchange(&c->fd, -1);
+  if (fd >= 0)
+    close(fd); /* never retried: Linux releases fd even on EINTR */
+  free(c->tx_rest);
+  free(c->rb);
+  free(c->rx_msg);
+  pthread_mutex_destroy(&c->tx_mu);
+  pthread_mutex_destroy(&c->rx_mu);
+  free(c);
+  return rc;
+}

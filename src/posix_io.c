@@ -1,0 +1,284 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The I/O loops: every read, write and wait on a connection's descriptor.
+ *
+ * Blocking without a deadline is a plain blocking system call (one syscall
+ * per operation, as a raw socketpair user would write it). With a deadline
+ * the attempt is made non-blocking *per call* -- MSG_DONTWAIT on sockets,
+ * RWF_NOWAIT on pipes -- and poll(2) waits for readiness. The descriptor's
+ * O_NONBLOCK flag is never changed: it belongs to the open file, which other
+ * processes (a Python parent, a forked child) may share.
+ */
+#include <fcntl.h>
+#include <limits.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+/* ------------------------------------------------------------ deadlines */
+
+int64_t pc__now_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+pc__deadline pc__deadline_from_ms(int timeout_ms) {
+  pc__deadline d = {0, false, false};
+  if (timeout_ms < 0) {
+    d.forever = true;
+  } else if (timeout_ms == 0) {
+    d.nonblock = true;
+    d.at_ns = pc__now_ns();
+  } else {
+    d.at_ns = pc__now_ns() + (int64_t)timeout_ms * 1000000;
+  }
+  return d;
+}
+
+int pc__deadline_poll_ms(const pc__deadline *d) {
+  int ms = -1;
+  if (d->nonblock) {
+    ms = 0;
+  } else if (!d->forever) {
+    int64_t left = d->at_ns - pc__now_ns();
+    if (left <= 0)
+      ms = 0;
+    else if (left / 1000000 >= INT_MAX)
+      ms = INT_MAX;
+    else
+      ms = (int)((left + 999999) / 1000000); /* round up: never spin */
+  }
+  return ms;
+}
+
+struct timespec pc__deadline_abstime(const pc__deadline *d) {
+  struct timespec ts;
+  ts.tv_sec = (time_t)(d->at_ns / 1000000000);
+  ts.tv_nsec = (long)(d->at_ns % 1000000000);
+  return ts;
+}
+
+bool pc__deadline_expired(const pc__deadline *d) {
+  return d->nonblock || (!d->forever && pc__now_ns() >= d->at_ns);
+}
+
+int pc__deadline_code(const pc__deadline *d) {
+  return d->nonblock ? -EAGAIN : -ETIMEDOUT;
+}
+
+/* ------------------------------------------------------------ helpers */
+
+enum pc__fdkind pc__io_fdkind(int fd) {
+  struct stat st;
+  enum pc__fdkind k = PC__FD_PIPE;
+  if (fstat(fd, &st) == 0 && S_ISSOCK(st.st_mode))
+    k = PC__FD_SOCKET;
+  return k;
+}
+
+/* Waits for `events` on fd until the deadline: 1 ready, 0 deadline passed,
+ * -errno. POLLHUP and POLLERR count as ready: the next I/O call reports
+ * what happened. */
+static int wait_fd(int fd, short events, const pc__deadline *d) {
+  int rc;
+  struct pollfd p = {.fd = fd, .events = events, .revents = 0};
+  for (;;) {
+    int ms = pc__deadline_poll_ms(d);
+    rc = poll(&p, 1, ms);
+    if (rc > 0) {
+      rc = (p.revents & POLLNVAL) ? -EBADF : 1;
+      break;
+    }
+    if (rc == 0) {
+      /* poll rounds to milliseconds; only give up once the deadline is
+       * really behind us. */
+      if (pc__deadline_expired(d))
+        break;
+      continue;
+    }
+    if (errno != EINTR) {
+      rc = pc__errno_neg();
+      break;
+    }
+  }
+  return rc;
+}
+
+int pc__io_wait_readable(int fd, const pc__deadline *d) {
+  return wait_fd(fd, POLLIN, d);
+}
+
+/*
+ * Writing to a pipe whose reader is gone raises SIGPIPE in the writing
+ * thread. Sockets have MSG_NOSIGNAL; pipes do not. So, as libpq does, block
+ * SIGPIPE in this thread around the write, and if the write failed with
+ * EPIPE consume the signal it raised -- unless one was already pending
+ * before (then it is somebody else's and stays). The process's dispositions
+ * and handlers are never touched.
+ */
+typedef struct sigpipe_guard {
+  sigset_t old;
+  bool was_pending;
+} sigpipe_guard;
+
+static void sigpipe_block(sigpipe_guard *g) {
+  sigset_t set, pending;
+  sigemptyset(&set);
+  sigaddset(&set, SIGPIPE);
+  pthread_sigmask(SIG_BLOCK, &set, &g->old);
+  g->was_pending = sigpending(&pending) == 0 && sigismember(&pending, SIGPIPE);
+}
+
+static void sigpipe_restore(sigpipe_guard *g, bool got_epipe) {
+  if (got_epipe && !g->was_pending) {
+    sigset_t set;
+    struct timespec zero = {0, 0};
+    sigemptyset(&set);
+    sigaddset(&set, SIGPIPE);
+    while (sigtimedwait(&set, NULL, &zero) < 0 && errno == EINTR) {
+    }
+  }
+  pthread_sigmask(SIG_SETMASK, &g->old, NULL);
+}
+
+/* Unsupported RWF_NOWAIT (old kernels): fall back to poll + a write of at
+ * most PIPE_BUF bytes, which a blocking pipe accepts without waiting once
+ * poll reported room. Remembered process-wide after the first EOPNOTSUPP. */
+static int nowait_unsupported;
+
+/* One write attempt. nonblock: must not wait. Returns bytes or -errno. */
+static ssize_t write_once(int fd, enum pc__fdkind kind, const struct iovec *iov,
+                          int iovcnt, bool nonblock) {
+  ssize_t n;
+  if (kind == PC__FD_SOCKET) {
+    struct msghdr m = {0};
+    m.msg_iov = (struct iovec *)(uintptr_t)iov;
+    m.msg_iovlen = (size_t)iovcnt;
+    n = sendmsg(fd, &m, MSG_NOSIGNAL | (nonblock ? MSG_DONTWAIT : 0));
+    if (n < 0)
+      n = pc__errno_neg();
+  } else {
+    sigpipe_guard g;
+    sigpipe_block(&g);
+    if (!nonblock) {
+      n = writev(fd, iov, iovcnt);
+    } else if (!__atomic_load_n(&nowait_unsupported, __ATOMIC_RELAXED)) {
+      n = pwritev2(fd, iov, iovcnt, -1, RWF_NOWAIT);
+    } else {
+      /* Fallback path: at most PIPE_BUF bytes from the first entries. */
+      struct iovec cut[2];
+      int cnt = 0;
+      size_t room = PIPE_BUF;
+      for (int i = 0; i < iovcnt && i < 2 && room > 0; i++) {
+        cut[cnt].iov_base = iov[i].iov_base;
+        cut[cnt].iov_len = iov[i].iov_len < room ? iov[i].iov_len : room;
+        room -= cut[cnt].iov_len;
+        cnt++;
+      }
+      struct pollfd p = {.fd = fd, .events = POLLOUT, .revents = 0};
+      n = poll(&p, 1, 0);
+      if (n > 0) {
+        n = writev(fd, cut, cnt);
+      } else if (n == 0) {
+        errno = EAGAIN;
+        n = -1;
+      }
+    }
+    int e = n < 0 ? errno : 0;
+    sigpipe_restore(&g, e == EPIPE);
+    if (n < 0) {
+      if (e == EOPNOTSUPP && nonblock) {
+        __atomic_store_n(&nowait_unsupported, 1, __ATOMIC_RELAXED);
+        e = EINTR; /* retried through the fallback */
+      }
+      n = -(ssize_t)e;
+    }
+  }
+  return n;
+}
+
+ssize_t pc__io_writev(int fd, enum pc__fdkind kind, const struct iovec *iov,
+                      int iovcnt, const pc__deadline *d) {
+  ssize_t n;
+  if (iovcnt > IOV_MAX)
+    iovcnt = IOV_MAX;
+  for (;;) {
+    n = write_once(fd, kind, iov, iovcnt, !d->forever);
+    if (n >= 0 || n == -EINTR) {
+      if (n >= 0)
+        break;
+      continue;
+    }
+    if (n != -EAGAIN && n != -EWOULDBLOCK)
+      break;
+    /* Full (or somebody set O_NONBLOCK on the open file): wait for room. */
+    int w = wait_fd(fd, POLLOUT, d);
+    if (w < 0) {
+      n = w;
+      break;
+    }
+    if (w == 0) {
+      n = pc__deadline_code(d);
+      break;
+    }
+  }
+  return n;
+}
+
+static ssize_t read_once(int fd, enum pc__fdkind kind, void *buf, size_t cap,
+                         bool nonblock) {
+  ssize_t n;
+  if (!nonblock) {
+    n = read(fd, buf, cap);
+  } else if (kind == PC__FD_SOCKET) {
+    n = recv(fd, buf, cap, MSG_DONTWAIT);
+  } else if (!__atomic_load_n(&nowait_unsupported, __ATOMIC_RELAXED)) {
+    struct iovec v = {buf, cap};
+    n = preadv2(fd, &v, 1, -1, RWF_NOWAIT);
+    if (n < 0 && errno == EOPNOTSUPP) {
+      __atomic_store_n(&nowait_unsupported, 1, __ATOMIC_RELAXED);
+      errno = EINTR;
+    }
+  } else {
+    /* A blocking pipe read returns what is there once poll saw data. */
+    struct pollfd p = {.fd = fd, .events = POLLIN, .revents = 0};
+    n = poll(&p, 1, 0);
+    if (n > 0)
+      n = read(fd, buf, cap);
+    else if (n == 0) {
+      errno = EAGAIN;
+      n = -1;
+    }
+  }
+  return n < 0 ? pc__errno_neg() : n;
+}
+
+ssize_t pc__io_read(int fd, enum pc__fdkind kind, void *buf, size_t cap,
+                    const pc__deadline *d) {
+  ssize_t n;
+  for (;;) {
+    n = read_once(fd, kind, buf, cap, !d->forever);
+    if (n >= 0)
+      break;
+    if (n == -EINTR)
+      continue;
+    if (n != -EAGAIN && n != -EWOULDBLOCK)
+      break;
+    int w = wait_fd(fd, POLLIN, d);
+    if (w < 0) {
+      n = w;
+      break;
+    }
+    if (w == 0) {
+      n = pc__deadline_code(d);
+      break;
+    }
+  }
+  return n;
+}

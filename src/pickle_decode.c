@@ -401,7 +401,11 @@ static int check_data(dec *d, size_t from) {
 
 /* Maps a builder's error to the decoder's codes. */
 static int builder_fail(dec *d, int rc, const char *what) {
-  if (rc == -EINVAL)
+  if (rc == PC_EUNSAFE)
+    rc = fail(d, PC_EUNSAFE,
+              "a global (set, frozenset, bytes or "
+              "_codecs.encode) used as data");
+  else if (rc == -EINVAL)
     rc = fail(d, PC_EPROTO, "unhashable %s (list, dict or set)", what);
   else if (rc == PC_ELIMIT)
     rc =
@@ -903,13 +907,14 @@ static int load_reduce(dec *d) {
 }
 
 /* ---------------------------------------------------------------- containers */
+/* (The builders refuse global markers among the items themselves.) */
 static int build_seq(dec *d, bool tuple, size_t from) {
   size_t n = d->sp - from;
   pc_value *v = NULL;
-  int rc = check_data(d, from);
-  if (rc == 0 && tuple) {
+  int rc = 0;
+  if (tuple) {
     rc = pc__tuple_new_steal(d->stack + from, n, &v);
-  } else if (rc == 0) {
+  } else {
     v = pc__list_new();
     rc = v == NULL ? -ENOMEM : pc__list_extend_steal(v, d->stack + from, n);
     if (rc < 0)
@@ -918,7 +923,7 @@ static int build_seq(dec *d, bool tuple, size_t from) {
   if (rc == 0) {
     d->sp = from; /* the items now belong to v */
     rc = push(d, v);
-  } else if (rc != PC_EUNSAFE) {
+  } else {
     rc = builder_fail(d, rc, "item");
   }
   return rc;
@@ -973,8 +978,6 @@ static int new_map_from(dec *d, pc_type type, size_t from) {
 static int append_items(dec *d, size_t mark) {
   pc_value *list;
   int rc = target(d, mark, PC_TYPE_LIST, &list);
-  if (rc == 0)
-    rc = check_data(d, mark);
   if (rc == 0) {
     rc = pc__list_extend_steal(list, d->stack + mark, d->sp - mark);
     if (rc < 0)
@@ -987,6 +990,31 @@ static int append_items(dec *d, size_t mark) {
 
 /* ---------------------------------------------------------------- the loop */
 static int push_int(dec *d, int64_t i) { return push(d, pc__small(i)); }
+
+/* Decodes a run of BININT1/BININT2/BININT opcodes starting at d->p - 1
+ * without going round the main loop for each: the items of a list of ints.
+ * Stops at anything else (or when the stack is full), leaving it to the
+ * main loop. */
+static void int_run(dec *d) {
+  const unsigned char *p = d->p - 1, *end = d->end;
+  pc_value **sp = d->stack + d->sp, **cap = d->stack + d->stack_cap;
+  while (sp < cap && p < end) {
+    if (p[0] == OP_BININT1 && end - p >= 2) {
+      *sp++ = pc__small(p[1]);
+      p += 2;
+    } else if (p[0] == OP_BININT2 && end - p >= 3) {
+      *sp++ = pc__small((int64_t)p[1] | (int64_t)p[2] << 8);
+      p += 3;
+    } else if (p[0] == OP_BININT && end - p >= 5) {
+      *sp++ = pc__small((int32_t)(uint32_t)le_uint(p + 1, 4));
+      p += 5;
+    } else {
+      break;
+    }
+  }
+  d->p = p;
+  d->sp = (size_t)(sp - d->stack);
+}
 
 static int push_bytes_op(dec *d, int lenbytes, int kind) {
   size_t n = 0;
@@ -1028,17 +1056,23 @@ static int run(dec *d, pc_value **out) {
     d->op = *d->p++;
     switch (d->op) {
     case OP_BININT1:
-      if ((rc = need(d, 1, &a)) == 0)
-        rc = push_int(d, a[0]);
-      break;
     case OP_BININT2:
-      if ((rc = need(d, 2, &a)) == 0)
+    case OP_BININT: {
+      size_t before = d->sp;
+      int_run(d);
+      if (d->sp != before)
+        break;
+      /* Nothing decoded (truncated, or the stack is full): one at a time,
+       * which reports the error or grows the stack. */
+      d->p = d->start + d->op_off + 1;
+      if (d->op == OP_BININT1 && (rc = need(d, 1, &a)) == 0)
+        rc = push_int(d, a[0]);
+      else if (d->op == OP_BININT2 && (rc = need(d, 2, &a)) == 0)
         rc = push_int(d, (int64_t)le_uint(a, 2));
-      break;
-    case OP_BININT:
-      if ((rc = need(d, 4, &a)) == 0)
+      else if (d->op == OP_BININT && (rc = need(d, 4, &a)) == 0)
         rc = push_int(d, (int32_t)(uint32_t)le_uint(a, 4));
       break;
+    }
     case OP_MEMOIZE:
       rc = memo_put(d, d->memo_count);
       break;

@@ -161,6 +161,8 @@ static const memo_slot *memo_find(const enc *e, const void *key) {
 
 static int memo_insert(enc *e, const void *key, uint32_t idx) {
   int rc = 0;
+  if (e->tab_count == 0 && e->tab == e->tab_inline)
+    memset(e->tab_inline, 0, sizeof e->tab_inline); /* first use */
   if ((e->tab_count + 1) * 2 > e->tab_mask + 1) {
     size_t size = (e->tab_mask + 1) * 2;
     memo_slot *t =
@@ -422,6 +424,58 @@ static int save_bytes_reduce(enc *e, const pc_value *v) {
   return rc;
 }
 
+/* Writes the run of immediate ints starting at items[*i] (up to end), as
+ * save_small would one by one, without a call per item: a list of ints is
+ * the common case. Frames are still cut exactly where CPython cuts them. */
+static int save_small_run(enc *e, pc_value *const *items, size_t *i,
+                          size_t end) {
+  int rc = 0;
+  bool more = true;
+  while (more && rc == 0) {
+    size_t chunk = end - *i < 256 ? end - *i : 256, k = 0;
+    unsigned char *p = NULL;
+    rc = wbegin(e, chunk * 10, &p);
+    if (rc < 0)
+      break;
+    const unsigned char *frame =
+        e->in_frame ? e->out->data + e->frame_start + FRAME_HEADER : NULL;
+    for (; k < chunk; k++) {
+      const pc_value *it = items[*i + k];
+      if (!pc__is_small(it) ||
+          (frame != NULL && (size_t)(p - frame) >= FRAME_TARGET))
+        break;
+      int64_t x = pc__small_val(it);
+      if ((uint64_t)x < 256) {
+        p[0] = 'K';
+        p[1] = (unsigned char)x;
+        p += 2;
+      } else if ((uint64_t)x < 65536) {
+        p[0] = 'M';
+        p[1] = (unsigned char)x;
+        p[2] = (unsigned char)(x >> 8);
+        p += 3;
+      } else if (x >= INT32_MIN && x <= INT32_MAX) {
+        p[0] = 'J';
+        p = put_le(p + 1, (uint64_t)x, 4);
+      } else {
+        wend(e, p);
+        rc = save_small(e, x);
+        if (rc < 0)
+          break;
+        p = e->out->data + e->out->len;
+      }
+    }
+    if (rc == 0)
+      wend(e, p);
+    *i += k;
+    if (*i == end || !pc__is_small(items[*i]))
+      more = false;
+    else if (k < chunk)
+      commit_frame(e); /* the frame is full: CPython cuts it here */
+  }
+  return rc;
+}
+
 /* ---------------------------------------------------------------- containers */
 static int save(enc *e, const pc_value *v, int depth);
 static int save_new(enc *e, const pc_value *v, unsigned t, int depth);
@@ -438,13 +492,11 @@ static int save_items(enc *e, pc_value *const *items, size_t n, int depth) {
     do {
       size_t end = total + BATCH < n ? total + BATCH : n;
       rc = wop(e, '(');
-      for (; total < end && rc == 0; total++) {
-        const pc_value *it = items[total];
-        boundary(e);
-        if (pc__is_small(it))
-          rc = save_small(e, pc__small_val(it));
+      while (total < end && rc == 0) {
+        if (pc__is_small(items[total]))
+          rc = save_small_run(e, items, &total, end);
         else
-          rc = save(e, it, depth);
+          rc = save(e, items[total++], depth);
       }
       if (rc == 0)
         rc = wop(e, 'e'); /* APPENDS */
@@ -657,8 +709,7 @@ int pc_pickle_dumps(const pc_value *v, int protocol, pc_buffer *out) {
   e.memo_next = 0;
   e.tab = e.tab_inline;
   e.tab_mask = MEMO_TABLE_INLINE - 1;
-  e.tab_count = 0;
-  memset(e.tab_inline, 0, sizeof e.tab_inline);
+  e.tab_count = 0; /* the inline table is cleared on first use */
 
   proto_op[0] = 0x80; /* PROTO */
   proto_op[1] = (unsigned char)protocol;

@@ -606,26 +606,35 @@ static int seq_reserve(pseq *s, size_t extra) {
 
 /* Decoder side of an insertion: seals child containers (they may no longer
  * be mutated, which is what rules out cycles) and computes the depth the
- * parent gets. */
+ * parent gets. The decoder's global markers are not data: PC_EUNSAFE. */
 static int absorb(pc_value *parent, pc_value *const *items, size_t n,
                   unsigned *depth_io) {
   unsigned depth = *depth_io;
+  uintptr_t all = 1;
   int rc = 0;
-  for (size_t i = 0; i < n; i++) {
+  /* Lists of ints are common: if every item is immediate (low bit set) there
+   * is nothing to do, and this reduction vectorizes. */
+  for (size_t i = 0; i < n; i++)
+    all &= (uintptr_t)items[i];
+  if (all & 1u)
+    n = 0;
+  for (size_t i = 0; i < n && rc == 0; i++) {
     pc_value *c = items[i];
     if (pc__is_small(c))
       continue;
     parent->flags |= PC__VF_HEAPITEMS;
-    if (is_container_type(c->type)) {
+    if (c->type == PC__TYPE_GLOBAL) {
+      rc = PC_EUNSAFE;
+    } else if (is_container_type(c->type)) {
       if (c->depth + 1u > depth)
         depth = c->depth + 1u;
       if ((c->flags & PC__VF_IMMORTAL) == 0)
         c->flags |= PC__VF_SEALED;
     }
   }
-  if (depth > PC_VALUE_MAX_DEPTH)
+  if (rc == 0 && depth > PC_VALUE_MAX_DEPTH)
     rc = PC_ELIMIT;
-  else
+  else if (rc == 0)
     *depth_io = depth;
   return rc;
 }

@@ -32,40 +32,28 @@ static pid_t start_peer(int fd, const char *mode) {
   return pid;
 }
 
-/* Objects over the connection: pickle over whole messages, which is what
- * pc_send/pc_recv do with the default serializer. (Written against the
- * codec and the bytes API while the serializer layer is in progress.) */
-static int send_protocol = PC_PICKLE_DEFAULT_PROTOCOL;
-
-static int send_value(pc_conn *c, const pc_value *v) {
-  pc_buffer b = PC_BUFFER_INIT;
-  int rc = pc_pickle_dumps(v, send_protocol, &b);
-  if (rc == 0)
-    rc = pc_send_bytes(c, b.data, b.len);
-  pc_buffer_release(&b);
-  return rc;
-}
+/* Objects over the connection with its serializer (pickle by default). */
+static int send_value(pc_conn *c, const pc_value *v) { return pc_send(c, v); }
 
 static int recv_value(pc_conn *c, pc_value **v) {
-  void *buf = NULL;
-  size_t len = 0;
-  int rc = pc_recv_bytes(c, &buf, &len, PC_NOLIMIT);
-  if (rc == 0) {
-    rc = pc_pickle_loads(buf, len, v, NULL);
-    free(buf);
-  }
+  void *obj = NULL;
+  int rc = pc_recv(c, &obj);
+  if (rc == 0)
+    *v = obj;
   return rc;
 }
 
 static void echo_with_protocol(int protocol) {
   pc_conn *mine, *theirs;
+  pc_pickle_options opt = {protocol};
   int count = 0, refused = 0;
   if (pc_test_python() == NULL) {
     print_message("python3 not found: Python peer test skipped\n");
     skip();
   }
   assert_rc(0, pc_pipe(&mine, &theirs, 0));
-  send_protocol = protocol;
+  /* The pickle codec with an explicit protocol (the default is 4). */
+  assert_rc(0, pc_conn_set_serializer(mine, pc_pickle_serializer(), &opt));
   pid_t pid = start_peer(pc_fileno(theirs), "echo");
   pc_close(theirs);
   for (;;) {
@@ -89,7 +77,6 @@ static void echo_with_protocol(int protocol) {
     count++;
   }
   pc_close(mine);
-  send_protocol = PC_PICKLE_DEFAULT_PROTOCOL;
   pc_test_wait_ok(pid, 120);
   assert_int_equal(refused, 2);
   assert_true(count > 400);

@@ -37,34 +37,6 @@
 /* Messages per system call in pc_send_batch (two iovecs each). */
 #define BATCH_CHUNK 512
 
-struct pc_conn {
-  _Atomic int fd;
-  enum pc__fdkind kind;
-  bool simplex;
-  atomic_bool readable;
-  atomic_bool writable;
-  atomic_bool closed;
-  atomic_int timeout_ms;
-
-  const pc_serializer *ser; /* NULL: the default (pickle) */
-  void *ser_ctx;
-
-  pthread_mutex_t tx_mu;
-  unsigned char *tx_rest; /* unsent tail of a started frame */
-  size_t tx_rest_len;
-  size_t tx_rest_off;
-
-  pthread_mutex_t rx_mu;
-  unsigned char *rb;     /* read-ahead buffer, allocated on first receive */
-  size_t rb_off;         /* first unconsumed byte */
-  size_t rb_end;         /* end of valid bytes */
-  bool rx_have_hdr;      /* the next message's header has been parsed */
-  uint64_t rx_len;       /* its payload length */
-  unsigned char *rx_msg; /* payload held outside rb (large or resumed) */
-  size_t rx_msg_cap;
-  size_t rx_have; /* payload bytes in rx_msg */
-  int rx_status;  /* sticky end: PC_EOF, PC_ETRUNCATED, PC_EPROTO */
-};
 
 /* ================================================================ basics */
 
@@ -344,6 +316,10 @@ int pc_send_bytesv(pc_conn *c, const struct iovec *iov, int iovcnt) {
       return -EINVAL;
     total += iov[i].iov_len;
   }
+  if (c != NULL && c->sh_tx != NULL && (rc = check_send(c)) == 0) {
+    d = conn_deadline(c);
+    return pc__shared_send(c, iov, iovcnt, total, &d);
+  }
   if (iovcnt >= 9) {
     v = malloc(((size_t)iovcnt + 1) * sizeof *v);
     if (v == NULL)
@@ -379,6 +355,17 @@ ssize_t pc_send_batch(pc_conn *c, const struct iovec *msgs, size_t n) {
   for (size_t i = 0; i < n; i++)
     if (msgs[i].iov_base == NULL && msgs[i].iov_len > 0)
       return -EINVAL;
+  if (c != NULL && c->sh_tx != NULL && (rc = check_send(c)) == 0) {
+    /* Shared ends send frame by frame under the shared lock. */
+    size_t done = 0;
+    d = conn_deadline(c);
+    while (done < n && rc == 0) {
+      rc = pc__shared_send(c, &msgs[done], 1, msgs[done].iov_len, &d);
+      if (rc == 0)
+        done++;
+    }
+    return done > 0 ? (ssize_t)done : rc;
+  }
   rc = send_begin(c, &d);
   if (rc == 0) {
     unsigned char hdr[BATCH_CHUNK][PC__HDR_LARGE];
@@ -415,6 +402,11 @@ ssize_t pc_send_batch(pc_conn *c, const struct iovec *msgs, size_t n) {
 int pc__send_buffer(pc_conn *c, pc_buffer *b, size_t headroom) {
   int rc;
   pc__deadline d;
+  if (c->sh_tx != NULL && (rc = check_send(c)) == 0) {
+    struct iovec v = {b->data + headroom, b->len - headroom};
+    d = conn_deadline(c);
+    return pc__shared_send(c, &v, 1, v.iov_len, &d);
+  }
   rc = send_begin(c, &d);
   if (rc == 0) {
     /* The header goes right in front of the payload: one contiguous write,
@@ -641,6 +633,16 @@ int pc_recv_bytes(pc_conn *c, void **buf, size_t *len, size_t maxlength) {
   pc__deadline d;
   if (buf == NULL || len == NULL)
     return -EINVAL;
+  if (c != NULL && c->sh_rx != NULL && (rc = check_recv(c)) == 0) {
+    void *p = NULL;
+    d = conn_deadline(c);
+    ssize_t n = pc__shared_recv(c, PC__SH_MALLOC, maxlength, NULL, &p, &d);
+    if (n >= 0) {
+      *buf = p;
+      *len = (size_t)n;
+    }
+    return n >= 0 ? 0 : (int)n;
+  }
   rc = recv_begin(c, &d);
   if (rc != 0)
     return rc;
@@ -690,6 +692,10 @@ ssize_t pc_recv_bytes_into(pc_conn *c, void *buf, size_t cap) {
   pc__deadline d;
   if (buf == NULL && cap > 0)
     return -EINVAL;
+  if (c != NULL && c->sh_rx != NULL && (rc = check_recv(c)) == 0) {
+    d = conn_deadline(c);
+    return pc__shared_recv(c, PC__SH_INTO, cap, buf, NULL, &d);
+  }
   rc = recv_begin(c, &d);
   if (rc != 0)
     return rc;
@@ -722,6 +728,18 @@ int pc__recv_apply(pc_conn *c, size_t maxlength,
                    void *arg) {
   int rc;
   pc__deadline d;
+  if (c != NULL && c->sh_rx != NULL && (rc = check_recv(c)) == 0) {
+    void *p = NULL;
+    d = conn_deadline(c);
+    ssize_t n = pc__shared_recv(c, PC__SH_MALLOC, maxlength, NULL, &p, &d);
+    if (n >= 0) {
+      rc = fn(arg, p, (size_t)n);
+      free(p);
+    } else {
+      rc = (int)n;
+    }
+    return rc;
+  }
   rc = recv_begin(c, &d);
   if (rc != 0)
     return rc;
@@ -742,6 +760,10 @@ int pc__recv_apply(pc_conn *c, size_t maxlength,
 ssize_t pc_next_size(pc_conn *c) {
   ssize_t rc;
   pc__deadline d;
+  if (c != NULL && c->sh_rx != NULL && (rc = check_recv(c)) == 0) {
+    d = conn_deadline(c);
+    return pc__shared_recv(c, PC__SH_SIZE, 0, NULL, NULL, &d);
+  }
   rc = recv_begin(c, &d);
   if (rc != 0)
     return rc;
@@ -760,6 +782,8 @@ int pc_poll(pc_conn *c, int timeout_ms) {
   rc = check_recv(c);
   if (rc != 0)
     return rc;
+  if (c->sh_rx != NULL)
+    return pc__shared_poll(c, timeout_ms);
   d = pc__deadline_from_ms(timeout_ms);
   rc = lock_within(&c->rx_mu, &d);
   if (rc == -EAGAIN || rc == -ETIMEDOUT)
@@ -797,6 +821,7 @@ int pc_close(pc_conn *c) {
   int fd = atomic_exchange(&c->fd, -1);
   if (fd >= 0)
     close(fd); /* never retried: Linux releases fd even on EINTR */
+  pc__shared_release(c);
   free(c->tx_rest);
   free(c->rb);
   free(c->rx_msg);

@@ -78,11 +78,75 @@ int pc__io_wait_readable(int fd, const pc__deadline *d);
 enum pc__fdkind pc__io_fdkind(int fd);
 
 /* ---------------------------------------------------------------- connections
- * conn.c builds a connection around a descriptor; posix_pipe.c creates the
+ * The connection object, shared by conn.c and posix_shared.c. */
+#include <pthread.h>
+#include <stdatomic.h>
+
+struct pc__sdir;
+struct pc__shmap;
+
+struct pc_conn {
+  _Atomic int fd;
+  enum pc__fdkind kind;
+  bool simplex;
+  atomic_bool readable;
+  atomic_bool writable;
+  atomic_bool closed;
+  atomic_int timeout_ms;
+
+  const pc_serializer *ser; /* NULL: the default (pickle) */
+  void *ser_ctx;
+
+  pthread_mutex_t tx_mu;
+  unsigned char *tx_rest; /* unsent tail of a started frame */
+  size_t tx_rest_len;
+  size_t tx_rest_off;
+
+  pthread_mutex_t rx_mu;
+  unsigned char *rb;     /* read-ahead buffer, allocated on first receive */
+  size_t rb_off;         /* first unconsumed byte */
+  size_t rb_end;         /* end of valid bytes */
+  bool rx_have_hdr;      /* the next message's header has been parsed */
+  uint64_t rx_len;       /* its payload length */
+  unsigned char *rx_msg; /* payload held outside rb (large or resumed) */
+  size_t rx_msg_cap;
+  size_t rx_have; /* payload bytes in rx_msg */
+  int rx_status;  /* sticky end: PC_EOF, PC_ETRUNCATED, PC_EPROTO */
+
+  /* PC_SHARED ends (posix_shared.c): the per-direction shared records this
+   * end sends into / receives from, and this process's mapping. */
+  struct pc__sdir *sh_tx;
+  struct pc__sdir *sh_rx;
+  struct pc__shmap *sh_map;
+};
+
+/* conn.c builds a connection around a descriptor; posix_pipe.c creates the
  * descriptors. pc__conn_new takes ownership of fd only on success.
  * flags: PC_READABLE / PC_WRITABLE, plus PC_SIMPLEX when the end is one half
  * of a pipe(2) (a read-only pipe end closes on PC_ETOOBIG, as in Python). */
 int pc__conn_new(int fd, int flags, pc_conn **out);
+
+/* posix_shared.c: PC_SHARED ends. pc__shared_attach gives two fresh
+ * connections of one pipe their shared records (one mapping). */
+int pc__shared_attach(pc_conn *a, pc_conn *b, bool simplex);
+void pc__shared_release(pc_conn *c);
+/* One frame of `total` payload bytes from iov. */
+int pc__shared_send(pc_conn *c, const struct iovec *iov, int iovcnt,
+                    size_t total, const pc__deadline *d);
+/* Receive modes: a malloc'd payload into *out (limit: maxlength), into the
+ * caller's buffer `into` (limit: its capacity), or only the next size. */
+enum { PC__SH_MALLOC, PC__SH_INTO, PC__SH_SIZE };
+ssize_t pc__shared_recv(pc_conn *c, int mode, size_t limit, void *into,
+                        void **out, const pc__deadline *d);
+int pc__shared_poll(pc_conn *c, int timeout_ms);
+/* Fault-injection hook for tests: called at these points, so a test can kill
+ * the process exactly there. NULL (the default) costs one load. */
+enum pc__shook_point {
+  PC__SHOOK_TX_INFLIGHT = 1, /* write flagged in flight, not yet made */
+  PC__SHOOK_TX_PARTIAL,      /* part of a frame written and recorded */
+  PC__SHOOK_RX_PARTIAL,      /* part of a payload read and recorded */
+};
+extern void (*pc__shared_hook)(int point);
 
 /* ---------------------------------------------------------------- errors */
 /* pc__errno_neg returns -errno of the failing call just made (never 0). */

@@ -17,10 +17,6 @@ int pc_pipe(pc_conn **c1, pc_conn **c2, int flags) {
     rc = -EINVAL;
     goto out;
   }
-  if (flags & PC_SHARED) {
-    rc = -ENOTSUP;
-    goto out;
-  }
   /* Close-on-exec is set atomically at creation: no window in which a
    * concurrent fork+exec in another thread could inherit the descriptors. */
   int cloexec = (flags & PC_INHERIT) ? 0 : 1;
@@ -42,6 +38,8 @@ int pc_pipe(pc_conn **c1, pc_conn **c2, int flags) {
     if (rc == 0)
       rc = pc__conn_new(fds[1], PC_READABLE | PC_WRITABLE, &b);
   }
+  if (rc == 0 && (flags & PC_SHARED))
+    rc = pc__shared_attach(a, b, (flags & PC_SIMPLEX) != 0);
   if (rc != 0)
     goto fail;
   *c1 = a;
@@ -55,7 +53,9 @@ fail:
     pc_close(a);
   else if (fds[0] >= 0)
     close(fds[0]);
-  if (fds[1] >= 0)
+  if (b != NULL)
+    pc_close(b);
+  else if (fds[1] >= 0)
     close(fds[1]);
 out:
   return rc;

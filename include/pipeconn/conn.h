@@ -32,7 +32,7 @@ extern "C" {
  * receivers never split one, and a sender and a receiver on the same duplex
  * end do not wait for each other (each direction has its own lock).
  * The exception is pc_close(), which releases the handle: no other call on it
- * may be running or start afterwards.
+ * may be running or start afterwards (as with close(2) on a descriptor).
  *
  * Processes: without PC_SHARED, one end belongs to one process. After fork()
  * exactly one process may use each end (close the copy you do not use, as in
@@ -86,13 +86,27 @@ enum pc_conn_flags {
  * PC_INHERIT (descriptors survive exec) and PC_SHARED (ends shareable by
  * processes forked afterwards), combined with |.
  *
- * PC_SHARED and dying processes: if a process is killed while it holds the
- * receive lock, the next receiver skips the rest of the frame it was
- * reading (that one message is lost, nothing else); if a sender dies in the
- * middle of a frame, the next sender completes the frame with padding and
- * the receiver of that frame gets PC_EPEERDIED instead of a corrupt message;
- * the stream stays in sync. A receiver waiting for the rest of a frame whose
- * sender died gets PC_EPEERDIED within about 100 ms.
+ * PC_SHARED ends differ from private ones in these ways:
+ *  - Timeouts bound the wait for the shared lock and for the first byte of a
+ *    frame; once a frame has started it is finished (another process may be
+ *    waiting for the boundary), so no send holds a remainder and pc_flush
+ *    has nothing to do.
+ *  - No read-ahead: the bytes after a frame belong to whoever takes the
+ *    next message. pc_poll reports readability of the descriptor, as
+ *    Python's poll does (another process may take the message first).
+ *  - PC_ETOOBIG and PC_ETOOSHORT leave the message in place for the next
+ *    receive, in this process or another; the end stays readable.
+ *  - A process killed while it holds a lock never hangs the others:
+ *    a receiver killed mid-message costs exactly that message (the next
+ *    receiver skips its rest); a sender killed mid-frame makes the next
+ *    sender complete the frame with padding and whoever receives it gets
+ *    PC_EPEERDIED instead of a corrupt message; a receiver waiting for the
+ *    rest of a frame whose sender died gets PC_EPEERDIED within about
+ *    100 ms. The stream stays in sync in all these cases. Only a process
+ *    killed inside the one non-blocking read or write system call that
+ *    moves the bytes leaves the stream position unknown: that direction is
+ *    then broken, and every later send, receive (and pc_poll: 1) reports
+ *    PC_EPEERDIED.
  *
  * Returns 0 and sets *c1 and *c2, or: -EINVAL (NULL pointer or unknown flag),
  * -EMFILE/-ENFILE (out of descriptors), -ENOMEM. On failure nothing is
@@ -129,13 +143,15 @@ PC_API int pc_send_bytes(pc_conn *c, const void *buf, size_t len);
 PC_API int pc_send_bytesv(pc_conn *c, const struct iovec *iov, int iovcnt);
 
 /* pc_send_batch sends msgs[0..n) as n separate messages, each iovec being
- * one whole message, in as few system calls as possible: the fast way to
- * stream many small messages (a 64-byte message costs a fraction of a
- * system call). The receiver sees n ordinary messages.
- * Returns the number of messages handed over, which is n on success; or
- * -ETIMEDOUT / -EAGAIN when none of them went out; a timeout after the
- * first byte went out does not fail (the rest is kept, see pc_flush).
- * Otherwise as pc_send_bytes. */
+ * one whole message, in as few system calls as possible (up to 512
+ * messages per writev): the fast way to stream many small messages. The
+ * receiver sees n ordinary messages, in order.
+ * Returns the number of messages handed over: n, or fewer when the
+ * connection's timeout struck part-way, like a short write(2) -- messages
+ * [0, ret) are sent (the last of them possibly completed later from the
+ * library's hold, see pc_flush) and [ret, n) not at all, so resend those.
+ * -ETIMEDOUT / -EAGAIN when none went out; otherwise errors as
+ * pc_send_bytes. */
 PC_API ssize_t pc_send_batch(pc_conn *c, const struct iovec *msgs, size_t n);
 
 /* pc_flush finishes a send the library still holds: the remainder of a frame

@@ -713,7 +713,8 @@ ssize_t pc_recv_bytes_into(pc_conn *c, void *buf, size_t cap) {
     } else {
       rc = rx_payload(c, &d);
       if (rc == 0) {
-        memcpy(buf, c->rx_msg != NULL ? c->rx_msg : c->rb + c->rb_off, n);
+        if (n > 0) /* buf may be NULL for an empty message */
+          memcpy(buf, c->rx_msg != NULL ? c->rx_msg : c->rb + c->rb_off, n);
         rx_consume(c);
         rc = (ssize_t)n;
       }

@@ -69,7 +69,8 @@ int main(void) {
   for (size_t i = 0; i < sizeof words / sizeof words[0]; i++) {
     char reply[64];
     rc = pc_send_bytes(parent_end, words[i], strlen(words[i]));
-    ssize_t n = rc == 0 ? pc_recv_bytes_into(parent_end, reply, sizeof reply) : rc;
+    ssize_t n =
+        rc == 0 ? pc_recv_bytes_into(parent_end, reply, sizeof reply) : rc;
     if (n < 0) {
       fprintf(stderr, "parent: %s\n", pc_strerror((int)n));
       return 1;

@@ -37,7 +37,6 @@
 /* Messages per system call in pc_send_batch (two iovecs each). */
 #define BATCH_CHUNK 512
 
-
 /* ================================================================ basics */
 
 int pc__conn_new(int fd, int flags, pc_conn **out) {

@@ -128,12 +128,15 @@ void pc__shared_release(pc_conn *c) {
 
 /* ================================================================ helpers */
 
-static bool is_deadline_code(int rc) { return rc == -EAGAIN || rc == -ETIMEDOUT; }
+static bool is_deadline_code(int rc) {
+  return rc == -EAGAIN || rc == -ETIMEDOUT;
+}
 
 /* Locks m; on EOWNERDEAD runs repair(dir, c) and marks the lock
  * consistent. */
 static int lock_dir(pthread_mutex_t *m, const pc__deadline *d, pc_conn *c,
-                    struct pc__sdir *s, void (*repair)(pc_conn *, struct pc__sdir *)) {
+                    struct pc__sdir *s,
+                    void (*repair)(pc_conn *, struct pc__sdir *)) {
   int rc = pc__pmutex_lock(m, d);
   if (rc == PC__LOCK_OWNERDEAD) {
     repair(c, s);
@@ -197,7 +200,8 @@ static int pad(pc_conn *c, struct pc__sdir *s) {
   pc__deadline forever = pc__deadline_from_ms(-1);
   while (s->tx_done < s->tx_total && rc == 0) {
     uint64_t left = s->tx_total - s->tx_done;
-    struct iovec v = {(void *)(uintptr_t)zeros, left < sizeof zeros ? (size_t)left : sizeof zeros};
+    struct iovec v = {(void *)(uintptr_t)zeros,
+                      left < sizeof zeros ? (size_t)left : sizeof zeros};
     int w = wait_io(c, POLLOUT, &forever);
     if (w < 0) {
       rc = w;

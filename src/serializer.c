@@ -6,8 +6,8 @@
 
 int pc_conn_set_serializer(pc_conn *c, const pc_serializer *s, void *ctx) {
   int rc = 0;
-  if (c == NULL ||
-      (s != NULL && (s->encode == NULL || s->decode == NULL || s->release == NULL)))
+  if (c == NULL || (s != NULL && (s->encode == NULL || s->decode == NULL ||
+                                  s->release == NULL)))
     rc = -EINVAL;
   else if ((rc = pc__conn_check_open(c)) == 0)
     pc__conn_set_serializer(c, s, ctx);

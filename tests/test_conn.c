@@ -161,7 +161,10 @@ static void test_conn_from_fd_validates_and_takes_ownership(void **state) {
   int p2[2];
   assert_int_equal(pipe2(p2, O_CLOEXEC), 0);
   assert_rc(0, pc_conn_from_fd(p2[0], PC_READABLE, &r));
-  raw_write(p2[1], "\0\0\0\x03" "abc", 7);
+  raw_write(p2[1],
+            "\0\0\0\x03"
+            "abc",
+            7);
   assert_int_equal(pc_fileno(r), p2[0]);
   expect_message(r, "abc", 3);
   pc_close(r);
@@ -256,7 +259,13 @@ static void test_negative_header_is_sticky_protocol_error(void **state) {
   pc_conn *c = wrap_socket(&peer);
   void *buf;
   size_t n;
-  raw_write(peer, "\0\0\0\x01" "a" "\x80\0\0\0" "\0\0\0\x01" "b", 13);
+  raw_write(peer,
+            "\0\0\0\x01"
+            "a"
+            "\x80\0\0\0"
+            "\0\0\0\x01"
+            "b",
+            13);
   expect_message(c, "a", 1);
   assert_rc(PC_EPROTO, pc_recv_bytes(c, &buf, &n, PC_NOLIMIT));
   /* No further bytes are read as frames. */
@@ -270,10 +279,9 @@ static void test_negative_header_is_sticky_protocol_error(void **state) {
 
 /* ------------------------------------------------------------ sizes */
 
-static const size_t sizes[] = {0,         1,          100,        16383,
-                               16384,     16385,      32767,      32768,
-                               32769,     65535,      65536,      65537,
-                               1u << 20,  (1u << 20) + 3, 16u << 20};
+static const size_t sizes[] = {
+    0,     1,     100,   16383, 16384,    16385,          32767,    32768,
+    32769, 65535, 65536, 65537, 1u << 20, (1u << 20) + 3, 16u << 20};
 
 static int echo_child(pc_conn *c) {
   for (;;) {
@@ -390,8 +398,11 @@ static void test_buffered_messages_delivered_then_sticky_eof(void **state) {
 
 static void test_close_inside_header_or_payload_is_truncation(void **state) {
   (void)state;
-  const char *partial[] = {"\0\0", "\xff\xff\xff\xff\0\0\0", "\0\0\0\x05" "ab",
-                           "\0\0\x80\0" "xyz"};
+  const char *partial[] = {"\0\0", "\xff\xff\xff\xff\0\0\0",
+                           "\0\0\0\x05"
+                           "ab",
+                           "\0\0\x80\0"
+                           "xyz"};
   const size_t lens[] = {2, 7, 6, 7};
   for (int i = 0; i < 4; i++) {
     int peer;
@@ -576,7 +587,9 @@ static void test_recv_into_rejects_null_buffer_with_capacity(void **state) {
 static void test_send_bytesv_makes_one_message(void **state) {
   (void)state;
   pc_conn *a, *b;
-  struct iovec v[3] = {{PC_TEST_STR("head"), 4}, {PC_TEST_STR(""), 0}, {PC_TEST_STR("-body"), 5}};
+  struct iovec v[3] = {{PC_TEST_STR("head"), 4},
+                       {PC_TEST_STR(""), 0},
+                       {PC_TEST_STR("-body"), 5}};
   assert_rc(0, pc_pipe(&a, &b, 0));
   assert_rc(0, pc_send_bytesv(a, v, 3));
   assert_rc(0, pc_send_bytesv(a, NULL, 0));
@@ -779,8 +792,8 @@ static void *drain_one(void *arg) {
   pc_conn *c = arg;
   void *buf = NULL;
   size_t n = 0;
-  intptr_t ok = pc_recv_bytes(c, &buf, &n, PC_NOLIMIT) == 0 && n == (4u << 20) &&
-                pc_test_pattern_ok(buf, n, 11);
+  intptr_t ok = pc_recv_bytes(c, &buf, &n, PC_NOLIMIT) == 0 &&
+                n == (4u << 20) && pc_test_pattern_ok(buf, n, 11);
   free(buf);
   void *b2;
   ok = ok && pc_recv_bytes(c, &b2, &n, PC_NOLIMIT) == 0 && n == 2 &&
@@ -790,7 +803,8 @@ static void *drain_one(void *arg) {
   return (void *)ok;
 }
 
-static void test_send_timeout_mid_frame_keeps_rest_and_flush_finishes(void **state) {
+static void
+test_send_timeout_mid_frame_keeps_rest_and_flush_finishes(void **state) {
   (void)state;
   pc_conn *a, *b;
   size_t len = 4u << 20;
@@ -820,8 +834,8 @@ static void *drain_then_eof(void *arg) {
   pc_conn *c = arg;
   void *buf = NULL;
   size_t n = 0;
-  intptr_t ok = pc_recv_bytes(c, &buf, &n, PC_NOLIMIT) == 0 && n == (4u << 20) &&
-                pc_test_pattern_ok(buf, n, 12);
+  intptr_t ok = pc_recv_bytes(c, &buf, &n, PC_NOLIMIT) == 0 &&
+                n == (4u << 20) && pc_test_pattern_ok(buf, n, 12);
   free(buf);
   ok = ok && pc_recv_bytes(c, &buf, &n, PC_NOLIMIT) == PC_EOF;
   return (void *)ok;
@@ -872,7 +886,10 @@ static void test_lying_length_does_not_allocate_up_front(void **state) {
   void *buf;
   size_t n;
   /* 2^62 bytes announced, 5 sent. */
-  raw_write(peer, "\xff\xff\xff\xff\x40\0\0\0\0\0\0\0" "abcde", 17);
+  raw_write(peer,
+            "\xff\xff\xff\xff\x40\0\0\0\0\0\0\0"
+            "abcde",
+            17);
   assert_rc(0, pc_set_timeout(c, 20));
   assert_rc(-ETIMEDOUT, pc_recv_bytes(c, &buf, &n, PC_NOLIMIT));
   assert_int_equal(pc_next_size(c), (ssize_t)(1ull << 62));
@@ -882,7 +899,10 @@ static void test_lying_length_does_not_allocate_up_front(void **state) {
 
   /* The largest small header, a few bytes: waits, no -ENOMEM. */
   c = wrap_socket(&peer);
-  raw_write(peer, "\x7f\xff\xff\xff" "abc", 7);
+  raw_write(peer,
+            "\x7f\xff\xff\xff"
+            "abc",
+            7);
   assert_rc(0, pc_set_timeout(c, 20));
   assert_rc(-ETIMEDOUT, pc_recv_bytes(c, &buf, &n, PC_NOLIMIT));
   assert_int_equal(pc_poll(c, 0), 0);
@@ -890,13 +910,17 @@ static void test_lying_length_does_not_allocate_up_front(void **state) {
   close(peer);
 }
 
-static void test_length_beyond_address_space_is_too_big_for_next_size(void **state) {
+static void
+test_length_beyond_address_space_is_too_big_for_next_size(void **state) {
   (void)state;
   int peer;
   pc_conn *c = wrap_socket(&peer);
   void *buf;
   size_t n;
-  raw_write(peer, "\xff\xff\xff\xff\xff\0\0\0\0\0\0\0" "abcde", 17);
+  raw_write(peer,
+            "\xff\xff\xff\xff\xff\0\0\0\0\0\0\0"
+            "abcde",
+            17);
   assert_rc(PC_ETOOBIG, pc_next_size(c));
   assert_rc(-ENOMEM, pc_recv_bytes(c, &buf, &n, PC_NOLIMIT));
   pc_close(c);
@@ -938,7 +962,10 @@ static void test_poll_ignores_partial_frame_unlike_python(void **state) {
   (void)state;
   int peer;
   pc_conn *c = wrap_socket(&peer);
-  raw_write(peer, "\0\0\0\x04" "ab", 6);
+  raw_write(peer,
+            "\0\0\0\x04"
+            "ab",
+            6);
   assert_int_equal(pc_poll(c, 0), 0);
   assert_int_equal(pc_poll(c, 10), 0);
   raw_write(peer, "cd", 2);
@@ -1279,11 +1306,13 @@ int main(void) {
       cmocka_unit_test(test_receive_times_out_with_nothing),
       cmocka_unit_test(test_receive_resumes_partial_message_after_timeout),
       cmocka_unit_test(test_send_timeout_sends_nothing_of_that_message),
-      cmocka_unit_test(test_send_timeout_mid_frame_keeps_rest_and_flush_finishes),
+      cmocka_unit_test(
+          test_send_timeout_mid_frame_keeps_rest_and_flush_finishes),
       cmocka_unit_test(test_close_sends_held_remainder),
       cmocka_unit_test(test_close_reports_undeliverable_remainder),
       cmocka_unit_test(test_lying_length_does_not_allocate_up_front),
-      cmocka_unit_test(test_length_beyond_address_space_is_too_big_for_next_size),
+      cmocka_unit_test(
+          test_length_beyond_address_space_is_too_big_for_next_size),
       cmocka_unit_test(test_poll_is_idempotent_and_keeps_boundaries),
       cmocka_unit_test(test_poll_ignores_partial_frame_unlike_python),
       cmocka_unit_test(test_poll_forever_wakes_on_message),

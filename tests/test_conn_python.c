@@ -80,7 +80,8 @@ static void echo_sizes(int flags) {
   if (pc_test_python() == NULL)
     skip();
   assert_rc(0, pc_pipe(&mine, &theirs, flags));
-  pid_t pid = start_peer(pc_fileno(theirs), (char *[]){PC_TEST_STR("echo"), NULL});
+  pid_t pid =
+      start_peer(pc_fileno(theirs), (char *[]){PC_TEST_STR("echo"), NULL});
   pc_close(theirs);
   for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
     unsigned char *msg = malloc(sizes[i] + 1);
@@ -125,15 +126,16 @@ static void python_sizes_over_pipes(const size_t *list, size_t count) {
   argv[m++] = (char *)(uintptr_t)py;
   argv[m++] = PC_TEST_STR("-c");
   /* Python's Connection over two one-way pipes: read fd 3, write fd 4. */
-  argv[m++] = PC_TEST_STR("import sys, runpy; sys.argv = ['conn_peer.py', '3'] + sys.argv[1:];"
-                      "import multiprocessing.connection as mc;"
-                      "C = mc.Connection;"
-                      "r = C(3, writable=False); w = C(4, readable=False);"
-                      "g = runpy.run_path('" PEER "', run_name='peer');"
-                      "sizes = [int(s) for s in sys.argv[3:]];"
-                      "[w.send_bytes(g['pattern'](k)) for k in sizes];"
-                      "ok = all(r.recv_bytes() == g['pattern'](k) for k in sizes);"
-                      "sys.exit(0 if ok else 3)");
+  argv[m++] = PC_TEST_STR(
+      "import sys, runpy; sys.argv = ['conn_peer.py', '3'] + sys.argv[1:];"
+      "import multiprocessing.connection as mc;"
+      "C = mc.Connection;"
+      "r = C(3, writable=False); w = C(4, readable=False);"
+      "g = runpy.run_path('" PEER "', run_name='peer');"
+      "sizes = [int(s) for s in sys.argv[3:]];"
+      "[w.send_bytes(g['pattern'](k)) for k in sizes];"
+      "ok = all(r.recv_bytes() == g['pattern'](k) for k in sizes);"
+      "sys.exit(0 if ok else 3)");
   for (int i = 0; i < n; i++)
     argv[m++] = args[i];
   argv[m] = NULL;
@@ -185,7 +187,8 @@ static void test_python_sends_then_closes_gives_eof(void **state) {
   if (pc_test_python() == NULL)
     skip();
   assert_rc(0, pc_pipe(&mine, &theirs, 0));
-  pid_t pid = start_peer(pc_fileno(theirs), (char *[]){PC_TEST_STR("sizes"), PC_TEST_STR("5"), NULL});
+  pid_t pid = start_peer(pc_fileno(theirs), (char *[]){PC_TEST_STR("sizes"),
+                                                       PC_TEST_STR("5"), NULL});
   pc_close(theirs);
   void *got;
   size_t n;

@@ -64,7 +64,8 @@ static void test_strerror_describes_errno_values(void **state) {
 
 static void test_strerror_never_returns_null_for_unknown_codes(void **state) {
   (void)state;
-  const int odd[] = {1, 12345, -4000, -29999, PC__ERROR_BASE - 999, -2147483647 - 1};
+  const int odd[] = {
+      1, 12345, -4000, -29999, PC__ERROR_BASE - 999, -2147483647 - 1};
   for (size_t i = 0; i < sizeof odd / sizeof odd[0]; i++) {
     assert_string_equal(pc_strerror(odd[i]), "unknown error");
     assert_string_equal(pc_errname(odd[i]), "UNKNOWN");

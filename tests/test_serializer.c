@@ -153,7 +153,8 @@ static void test_user_decoder_error_keeps_connection_usable(void **state) {
   pc_close(b);
 }
 
-static void test_set_serializer_validates_and_null_restores_default(void **state) {
+static void
+test_set_serializer_validates_and_null_restores_default(void **state) {
   (void)state;
   pc_conn *a, *b;
   int calls = 0;

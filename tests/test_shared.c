@@ -234,7 +234,8 @@ static void expect_msg(pc_conn *c, uint32_t want) {
   free(buf);
 }
 
-static void test_receiver_killed_mid_message_loses_only_that_message(void **state) {
+static void
+test_receiver_killed_mid_message_loses_only_that_message(void **state) {
   (void)state;
   pc_conn *r, *w;
   assert_rc(0, pc_pipe(&r, &w, PC_SIMPLEX | PC_SHARED));
@@ -293,8 +294,8 @@ static void test_sender_killed_mid_frame_next_sender_repairs(void **state) {
     uint32_t idx;
     if (pc_recv_bytes(r, &buf, &n, PC_NOLIMIT) != PC_EPEERDIED)
       _exit(42);
-    if (pc_recv_bytes(r, &buf, &n, PC_NOLIMIT) != 0 || !check_msg(buf, n, &idx) ||
-        idx != 3)
+    if (pc_recv_bytes(r, &buf, &n, PC_NOLIMIT) != 0 ||
+        !check_msg(buf, n, &idx) || idx != 3)
       _exit(43);
     free(buf);
     _exit(pc_recv_bytes(r, &buf, &n, PC_NOLIMIT) == PC_EOF ? 0 : 44);
@@ -305,7 +306,8 @@ static void test_sender_killed_mid_frame_next_sender_repairs(void **state) {
   pc_test_wait_ok(reader, 30);
 }
 
-static void test_receiver_waiting_on_dead_sender_is_told_in_bounded_time(void **state) {
+static void
+test_receiver_waiting_on_dead_sender_is_told_in_bounded_time(void **state) {
   (void)state;
   pc_conn *r, *w;
   assert_rc(0, pc_pipe(&r, &w, PC_SIMPLEX | PC_SHARED));
@@ -330,7 +332,8 @@ static void test_receiver_waiting_on_dead_sender_is_told_in_bounded_time(void **
   int64_t ms = (pc__now_ns() - t0) / 1000000;
   int st = pc_test_wait(pid, 30);
   assert_true(WIFSIGNALED(st));
-  print_message("receiver learned of the dead sender after %lld ms\n", (long long)ms);
+  print_message("receiver learned of the dead sender after %lld ms\n",
+                (long long)ms);
   assert_true(ms < 20000); /* a bound, not a performance figure */
   /* The stream is in sync again. */
   send_msg(w, 2);
@@ -340,7 +343,8 @@ static void test_receiver_waiting_on_dead_sender_is_told_in_bounded_time(void **
   pc_close(w);
 }
 
-static void test_death_inside_the_system_call_marks_stream_broken(void **state) {
+static void
+test_death_inside_the_system_call_marks_stream_broken(void **state) {
   (void)state;
   pc_conn *r, *w;
   assert_rc(0, pc_pipe(&r, &w, PC_SIMPLEX | PC_SHARED));
@@ -370,7 +374,8 @@ static void test_death_inside_the_system_call_marks_stream_broken(void **state) 
   pc_close(w);
 }
 
-static void test_too_short_buffer_leaves_message_for_another_receiver(void **state) {
+static void
+test_too_short_buffer_leaves_message_for_another_receiver(void **state) {
   (void)state;
   pc_conn *r, *w;
   char small[4];
@@ -420,11 +425,14 @@ int main(void) {
       cmocka_unit_test(test_one_producer_five_consumers_each_message_once),
       cmocka_unit_test(test_four_producers_four_consumers_mixed_sizes),
       cmocka_unit_test(test_duplex_shared_end_used_by_children_both_ways),
-      cmocka_unit_test(test_receiver_killed_mid_message_loses_only_that_message),
+      cmocka_unit_test(
+          test_receiver_killed_mid_message_loses_only_that_message),
       cmocka_unit_test(test_sender_killed_mid_frame_next_sender_repairs),
-      cmocka_unit_test(test_receiver_waiting_on_dead_sender_is_told_in_bounded_time),
+      cmocka_unit_test(
+          test_receiver_waiting_on_dead_sender_is_told_in_bounded_time),
       cmocka_unit_test(test_death_inside_the_system_call_marks_stream_broken),
-      cmocka_unit_test(test_too_short_buffer_leaves_message_for_another_receiver),
+      cmocka_unit_test(
+          test_too_short_buffer_leaves_message_for_another_receiver),
       cmocka_unit_test(test_shared_end_reports_eof_and_timeouts),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

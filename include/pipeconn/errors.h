@@ -19,21 +19,24 @@
  * The list is an X-macro so that the constants, pc_strerror() and
  * pc_errname() cannot drift apart: XX(NAME, value offset, description).
  */
-#define PC_ERROR_MAP(XX)                                                        \
+#define PC_ERROR_MAP(XX)                                                       \
   XX(EOF, 1, "end of stream: the peer closed the connection")                  \
-  XX(ETRUNCATED, 2, "the peer closed the connection in the middle of a message")\
+  XX(ETRUNCATED, 2,                                                            \
+     "the peer closed the connection in the middle of a message")              \
   XX(ETOOBIG, 3, "message longer than the allowed maximum length")             \
   XX(ETOOSHORT, 4, "buffer too short for the message")                         \
   XX(ECLOSED, 5, "connection is closed")                                       \
   XX(EREADONLY, 6, "connection is read-only")                                  \
   XX(EWRITEONLY, 7, "connection is write-only")                                \
   XX(EPROTO, 8, "protocol error: malformed data from the peer")                \
-  XX(EUNSAFE, 9, "pickle opcode outside the data subset (would import or call code)") \
+  XX(EUNSAFE, 9,                                                               \
+     "pickle opcode outside the data subset (would import or call code)")      \
   XX(EENCODE, 10, "object cannot be represented by the serializer")            \
   XX(ELIMIT, 11, "decoder limit exceeded (depth, length or memo size)")        \
   XX(EFULL, 12, "queue is full")                                               \
   XX(EEMPTY, 13, "queue is empty")                                             \
-  XX(EPEERDIED, 14, "a process sharing this end died in the middle of a message") \
+  XX(EPEERDIED, 14,                                                            \
+     "a process sharing this end died in the middle of a message")             \
   XX(ETASKDONE, 15, "task_done() called more times than items were put")
 
 #define PC__ERROR_BASE (-30000)

@@ -24,7 +24,8 @@ typedef struct pc_buffer {
   size_t cap;          /* bytes allocated */
 } pc_buffer;
 
-#define PC_BUFFER_INIT {NULL, 0, 0}
+#define PC_BUFFER_INIT                                                         \
+  { NULL, 0, 0 }
 
 /* pc_buffer_reserve makes room for at least `extra` more bytes after len.
  * Returns 0 or -ENOMEM (the buffer is unchanged). */

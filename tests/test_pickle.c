@@ -10,7 +10,68 @@
 
 #define VEC_DIR PC_TEST_SOURCE_DIR "/vectors/pickle/"
 
+/* ---------------------------------------------------------------- failing malloc
+ * For the allocation-failure sweep, this executable replaces malloc, calloc,
+ * realloc and free (glibc supports that, and routes its own calls through
+ * them): after `alloc_budget` successful allocations every further one
+ * fails, and `alloc_live` counts blocks not yet freed, so a run that leaks
+ * shows. The sanitizers replace malloc themselves, so there the sweep is
+ * skipped. */
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#define PC_TEST_NO_MALLOC_HOOK 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
+#define PC_TEST_NO_MALLOC_HOOK 1
+#endif
+#endif
+
+#ifndef PC_TEST_NO_MALLOC_HOOK
+extern void *__libc_malloc(size_t n);
+extern void *__libc_calloc(size_t n, size_t size);
+extern void *__libc_realloc(void *p, size_t n);
+extern void __libc_free(void *p);
+static long alloc_budget = -1; /* -1: unlimited */
+static long alloc_count, alloc_live;
+
+static bool alloc_allowed(void) {
+  bool ok = alloc_budget < 0 || alloc_count < alloc_budget;
+  if (ok)
+    alloc_count++;
+  else
+    errno = ENOMEM;
+  return ok;
+}
+
+void *malloc(size_t n) {
+  void *p = alloc_allowed() ? __libc_malloc(n) : NULL;
+  alloc_live += p != NULL;
+  return p;
+}
+void *calloc(size_t n, size_t size) {
+  void *p = alloc_allowed() ? __libc_calloc(n, size) : NULL;
+  alloc_live += p != NULL;
+  return p;
+}
+void *realloc(void *p, size_t n) {
+  void *q = alloc_allowed() ? __libc_realloc(p, n) : NULL;
+  alloc_live += p == NULL && q != NULL;
+  return q;
+}
+void free(void *p) {
+  alloc_live -= p != NULL;
+  __libc_free(p);
+}
+#endif
+
 /* ---------------------------------------------------------------- helpers */
+
+/* malloc for the test's own buffers: failing it is not what is tested. */
+static void *xmalloc(size_t n) {
+  void *p = malloc(n);
+  if (p == NULL)
+    abort();
+  return p;
+}
 
 /* Reads a whole vector file (NUL-terminated). */
 static char *read_file(const char *path, size_t *len) {
@@ -23,8 +84,7 @@ static char *read_file(const char *path, size_t *len) {
   n = ftell(f);
   assert_true(n >= 0);
   rewind(f);
-  buf = malloc((size_t)n + 1);
-  assert_non_null(buf);
+  buf = xmalloc((size_t)n + 1);
   assert_int_equal(fread(buf, 1, (size_t)n, f), (size_t)n);
   buf[n] = '\0';
   fclose(f);
@@ -48,8 +108,7 @@ static int split_tabs(char *line, char **fields, int max) {
 
 static unsigned char *unhex(const char *hex, size_t *len) {
   size_t n = strlen(hex) / 2;
-  unsigned char *out = malloc(n + 1);
-  assert_non_null(out);
+  unsigned char *out = xmalloc(n + 1);
   for (size_t i = 0; i < n; i++) {
     unsigned x;
     assert_int_equal(sscanf(hex + 2 * i, "%2x", &x), 1);
@@ -175,8 +234,8 @@ static pc_value *big_value(const char *name) {
     for (int i = 0; i < 22000; i++)
       assert_rc(0, pc_value_list_append_steal(l, pc_value_int(i)));
   } else if (strcmp(name, "big_str") == 0) {
-    char *a = malloc(70000);
-    char *c = malloc(65536);
+    char *a = xmalloc(70000);
+    char *c = xmalloc(65536);
     memset(a, 'a', 70000);
     memset(c, 'c', 65536);
     pc_value *one = pc_value_list();
@@ -188,7 +247,7 @@ static pc_value *big_value(const char *name) {
     free(a);
     free(c);
   } else if (strcmp(name, "big_bytes") == 0) {
-    unsigned char *b = malloc(65536);
+    unsigned char *b = xmalloc(65536);
     memset(b, 1, 65535);
     assert_rc(0, pc_value_list_append_steal(l, pc_value_bytes(b, 65535)));
     memset(b, 2, 65536);
@@ -587,7 +646,7 @@ static void test_depth_limit_on_decode(void **state) {
   for (int n = 200; n <= PC_VALUE_MAX_DEPTH + 1;
        n += PC_VALUE_MAX_DEPTH - 199) {
     size_t len = (size_t)n * 2;
-    char *p = malloc(len);
+    char *p = xmalloc(len);
     memset(p, ']', (size_t)n);
     memset(p + n, 'a', (size_t)n - 1);
     p[len - 1] = '.';
@@ -602,7 +661,7 @@ static void test_depth_limit_on_decode(void **state) {
   /* Exactly the limit decodes, and everything else works on it. */
   int n = PC_VALUE_MAX_DEPTH;
   size_t len = (size_t)n * 2;
-  char *p = malloc(len);
+  char *p = xmalloc(len);
   memset(p, ']', (size_t)n);
   memset(p + n, 'a', (size_t)n - 1);
   p[len - 1] = '.';
@@ -628,7 +687,7 @@ static void test_depth_limit_on_decode(void **state) {
   free(p);
   /* Deep tuples and marks: 100000 nested MARKs do not blow anything. */
   len = 100001;
-  p = malloc(len);
+  p = xmalloc(len);
   memset(p, '(', len - 1);
   p[len - 1] = '.';
   pc_pickle_error err;
@@ -680,7 +739,7 @@ static void test_mutated_pickles_never_crash(void **state) {
     size_t len;
     unsigned char *data = unhex(f[2], &len);
     for (int round = 0; round < 40; round++) {
-      unsigned char *m = malloc(len + 8);
+      unsigned char *m = xmalloc(len + 8);
       memcpy(m, data, len);
       size_t mlen = len;
       int edits = 1 + (int)(s % 3);
@@ -977,6 +1036,101 @@ static void test_serializer_table(void **state) {
   pc_value_free(l);
 }
 
+/* Runs fn with 0, 1, 2, ... allocations allowed until it succeeds: each
+ * failing run must report -ENOMEM and leave no block behind. */
+#ifndef PC_TEST_NO_MALLOC_HOOK
+typedef int (*sweep_fn)(const void *arg);
+
+static int sweep_loads(const void *arg) {
+  const pc_buffer *b = arg;
+  pc_value *v = NULL;
+  int rc = pc_pickle_loads(b->data, b->len, &v, NULL);
+  if (rc == 0) {
+    char *r = pc_value_repr(v);
+    rc = r == NULL ? -ENOMEM : 0;
+    free(r);
+    pc_value_free(v);
+  }
+  return rc;
+}
+
+static int sweep_dumps(const void *arg) {
+  pc_buffer b = PC_BUFFER_INIT;
+  int rc = pc_pickle_dumps(arg, 4, &b);
+  if (rc == 0)
+    rc = pc_pickle_dumps(arg, 2, &b);
+  pc_buffer_release(&b);
+  return rc;
+}
+
+static long sweep(sweep_fn fn, const void *arg) {
+  long budget = 0;
+  for (;; budget++) {
+    long live = alloc_live;
+    alloc_count = 0;
+    alloc_budget = budget;
+    int rc = fn(arg);
+    alloc_budget = -1;
+    if (alloc_live != live)
+      fail_msg("with %ld allocations allowed: %ld blocks leaked", budget,
+               alloc_live - live);
+    if (rc == 0)
+      break;
+    if (rc != -ENOMEM)
+      fail_msg("with %ld allocations allowed: %s, want -ENOMEM", budget,
+               pc_errname(rc));
+  }
+  return budget;
+}
+#endif
+
+static void test_allocation_failures_are_clean(void **state) {
+  (void)state;
+#ifdef PC_TEST_NO_MALLOC_HOOK
+  print_message("sanitizer build: the allocation-failure sweep is skipped "
+                "(it replaces malloc)\n");
+  skip();
+#else
+  /* A value with every kind of container, shared references, a big int, a
+   * long list (the decoder's stacks and memo grow) and the protocol 2
+   * forms (sets and bytes through REDUCE). */
+  char *text = read_file(VEC_DIR "decode.txt", NULL);
+  long total = 0;
+  int vectors = 0;
+  /* One-time state (the C locale used for float text) first, so it does
+   * not count as a leak. */
+  pc_value *warm = pc_value_float(0.5);
+  free(pc_value_repr(warm));
+  pc_value_free(warm);
+  for (char *line = strtok(text, "\n"); line != NULL;
+       line = strtok(NULL, "\n")) {
+    char *f[5] = {NULL};
+    split_tabs(line, f, 5);
+    if (strncmp(f[0], "nested", 6) != 0 && strncmp(f[0], "shared", 6) != 0 &&
+        strcmp(f[0], "list_range1001") != 0 && strcmp(f[0], "dict_keys") != 0 &&
+        strcmp(f[0], "set_mixed") != 0 && strcmp(f[0], "int_31") != 0 &&
+        strcmp(f[0], "bytes_5") != 0)
+      continue;
+    pc_buffer b = PC_BUFFER_INIT;
+    size_t len;
+    unsigned char *data = unhex(f[2], &len);
+    assert_rc(0, pc_buffer_append(&b, data, len));
+    total += sweep(sweep_loads, &b);
+    pc_value *v = loads_ok(b.data, b.len);
+    total += sweep(sweep_dumps, v);
+    pc_value_free(v);
+    pc_buffer_release(&b);
+    free(data);
+    vectors++;
+  }
+  free(text);
+  print_message("%d vectors, %ld failing allocations injected\n", vectors,
+                total);
+  assert_true(vectors >= 30);
+  assert_true(total > 100);
+#endif
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_golden_decode_repr_and_reencode),
@@ -995,6 +1149,7 @@ int main(void) {
       cmocka_unit_test(test_random_round_trips),
       cmocka_unit_test(test_dumps_arguments_and_output),
       cmocka_unit_test(test_serializer_table),
+      cmocka_unit_test(test_allocation_failures_are_clean),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

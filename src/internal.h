@@ -289,7 +289,8 @@ void pc__shm_discard(void *p, size_t len);
  * state, then calls pc__pmutex_consistent before unlocking); -EAGAIN
  * (d->nonblock) or -ETIMEDOUT when the deadline passed; -ENOTRECOVERABLE, or
  * another -errno. d NULL or forever: waits without bound. It spins briefly
- * before sleeping. */
+ * before sleeping, and sleeps in slices of 100 ms (a robust mutex can lose
+ * the wake-up of a waiter killed at the wrong moment; see posix_sync.c). */
 #define PC__LOCK_OWNERDEAD 1
 int pc__pmutex_init(pthread_mutex_t *m);
 void pc__pmutex_destroy(pthread_mutex_t *m);

@@ -109,6 +109,38 @@ void pc__cpu_relax(void) { cpu_relax(); }
  * notice within 100 ms. */
 #define PMUTEX_SLICE_NS ((int64_t)100000000)
 
+#if defined(__SANITIZE_THREAD__)
+#define PC__TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define PC__TSAN 1
+#endif
+#endif
+
+/* Sleeps on m until the CLOCK_MONOTONIC time *at. Robust mutexes support
+ * clocklock since glibc 2.30; it retries EINTR itself. ThreadSanitizer
+ * (gcc 12, clang 14) does not intercept pthread_mutex_clocklock, so it would
+ * miss every lock taken that way and report false races: under TSan the
+ * slice is waited with pthread_mutex_timedlock on CLOCK_REALTIME instead (a
+ * slice is at most 100 ms, so a clock step can only stretch one slice). */
+static int slice_lock(pthread_mutex_t *m, const struct timespec *at) {
+#ifdef PC__TSAN
+  struct timespec mono, real;
+  int64_t left;
+  clock_gettime(CLOCK_MONOTONIC, &mono);
+  clock_gettime(CLOCK_REALTIME, &real);
+  left = ((int64_t)at->tv_sec - mono.tv_sec) * 1000000000 +
+         (at->tv_nsec - mono.tv_nsec);
+  left = left < 0 ? 0 : left;
+  left += (int64_t)real.tv_sec * 1000000000 + real.tv_nsec;
+  real.tv_sec = (time_t)(left / 1000000000);
+  real.tv_nsec = (long)(left % 1000000000);
+  return pthread_mutex_timedlock(m, &real);
+#else
+  return pthread_mutex_clocklock(m, CLOCK_MONOTONIC, at);
+#endif
+}
+
 int pc__pmutex_lock(pthread_mutex_t *m, const pc__deadline *d) {
   int rc = pthread_mutex_trylock(m);
   for (int i = 0; rc == EBUSY && i < PMUTEX_SPIN; i++) {
@@ -127,9 +159,7 @@ int pc__pmutex_lock(pthread_mutex_t *m, const pc__deadline *d) {
         last = true;
       }
       ts = pc__deadline_abstime(&slice);
-      /* Robust mutexes support clocklock since glibc 2.30; it retries
-       * EINTR itself. */
-      rc = pthread_mutex_clocklock(m, CLOCK_MONOTONIC, &ts);
+      rc = slice_lock(m, &ts);
     } while (rc == ETIMEDOUT && !last);
   }
   rc = rc == EOWNERDEAD ? PC__LOCK_OWNERDEAD : -rc;

@@ -54,9 +54,11 @@ extern "C" {
  * handling is lost; everything else is intact. A consumer that dies between
  * a successful get and its pc_queue_task_done leaves the unfinished count
  * one too high, so pc_queue_join with that item outstanding only returns on
- * its timeout. A process killed while waiting costs the others, at most,
- * one extra wake-up system call per operation from then on; blocked waiters
- * re-check at least once a second, so no wake-up can be lost for good.
+ * its timeout. A process killed while it waits (for the lock, an item or
+ * room) leaves nothing behind. The one window that delays the others is a
+ * process killed between publishing an item (or room) and waking the
+ * sleepers: blocked waiters re-check at least once a second (and lock
+ * waiters every 100 ms), so no wake-up is ever lost for good.
  *
  * Threads: every function except pc_queue_free may be called from any
  * number of threads at once.

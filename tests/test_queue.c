@@ -132,6 +132,19 @@ static void test_new_and_free_arguments(void **state) {
   pc_queue_free(q);
 }
 
+/* The queue's own codes have names and descriptions. */
+static void test_queue_error_codes_are_described(void **state) {
+  (void)state;
+  assert_string_equal(pc_errname(PC_EFULL), "PC_EFULL");
+  assert_string_equal(pc_errname(PC_EEMPTY), "PC_EEMPTY");
+  assert_string_equal(pc_errname(PC_ETASKDONE), "PC_ETASKDONE");
+  assert_string_equal(pc_strerror(PC_EFULL), "queue is full");
+  assert_string_equal(pc_strerror(PC_EEMPTY), "queue is empty");
+  assert_string_not_equal(pc_strerror(PC_ETASKDONE), "unknown error");
+  assert_string_not_equal(pc_strerror(PC_ECLOSED), "unknown error");
+  assert_string_not_equal(pc_strerror(PC_ETOOBIG), "unknown error");
+}
+
 static void test_no_descriptor_is_created(void **state) {
   int fds = pc_test_count_fds();
   pc_queue *q = NULL;
@@ -339,6 +352,43 @@ static void test_wraparound_keeps_items_intact(void **state) {
     next_get++;
   }
   assert_true(next_get >= 200);
+  pc_queue_free(q);
+}
+
+/* Resident shared memory of this process, in KiB (RssShmem). */
+static long rss_shmem_kib(void) {
+  char line[256];
+  long kib = -1;
+  FILE *f = fopen("/proc/self/status", "r");
+  assert_non_null(f);
+  while (fgets(line, sizeof line, f) != NULL)
+    if (strncmp(line, "RssShmem:", 9) == 0)
+      kib = atol(line + 9);
+  fclose(f);
+  return kib;
+}
+
+/* Memory follows the data: an 8 MiB item makes 8 MiB resident, and taking
+ * it out gives the pages back (the 64 MiB ring itself costs nothing). */
+static void test_big_item_pages_are_given_back(void **state) {
+  size_t big = (size_t)8 << 20;
+  unsigned char *item = malloc(big);
+  pc_queue *q = new_queue(0, 0);
+  long before = rss_shmem_kib(), during, after;
+  void *buf = NULL;
+  size_t len = 0;
+  (void)state;
+  assert_non_null(item);
+  pc_test_pattern(item, big, 8);
+  assert_rc(0, pc_queue_put_bytes(q, item, big, 0));
+  during = rss_shmem_kib();
+  assert_true(during - before >= 8 * 1024 - 8);
+  assert_rc(0, pc_queue_get_bytes(q, &buf, &len, 0));
+  assert_true(pc_test_pattern_ok(buf, len, 8));
+  after = rss_shmem_kib();
+  assert_true(after - before < 256);
+  free(buf);
+  free(item);
   pc_queue_free(q);
 }
 
@@ -928,6 +978,7 @@ static void test_kill_sleeping_consumer(void **state) {
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_new_and_free_arguments),
+      cmocka_unit_test(test_queue_error_codes_are_described),
       cmocka_unit_test(test_no_descriptor_is_created),
       cmocka_unit_test(test_null_arguments_are_einval),
       cmocka_unit_test(test_round_trip_bytes_and_empty_item),
@@ -937,6 +988,7 @@ int main(void) {
       cmocka_unit_test(test_item_larger_than_capacity_is_etoobig),
       cmocka_unit_test(test_byte_capacity_bounds_the_queue),
       cmocka_unit_test(test_wraparound_keeps_items_intact),
+      cmocka_unit_test(test_big_item_pages_are_given_back),
       cmocka_unit_test(test_blocked_get_is_woken_by_put),
       cmocka_unit_test(test_blocked_put_is_woken_by_get),
       cmocka_unit_test(test_timed_get_succeeds_when_item_arrives),

@@ -23,11 +23,10 @@
  * Waiting happens only when the queue is empty (get), full (put) or has
  * unfinished tasks (join), on futex words that are bumped on every change
  * a waiter may care about. A waiter spins briefly on the word before
- * sleeping, and a waker only makes a system call when someone sleeps
- * (waiter counters), so a busy queue costs no system call per item.
+ * sleeping, and a waker only makes a system call when someone sleeps (a
+ * bit in the word says so), so a busy queue costs no system call per item.
  */
 #include <limits.h>
-#include <sched.h>
 #include <stdalign.h>
 #include <stdlib.h>
 #include <string.h>
@@ -60,8 +59,9 @@ struct shared {
   uint64_t maxsize; /* most records at once; UINT64_MAX: no limit */
   pthread_mutex_t lock;
 
-  /* State, written under the lock only (atomics so that lock-free readers
-   * are well-defined; relaxed order, the mutex orders them). */
+  /* State, read and written under the lock only. Atomic (relaxed: the
+   * mutex orders them) so that every store is whole, which the redo log
+   * relies on when a process dies in the middle of a commit. */
   _Atomic uint64_t head, tail, used, count, unfinished;
   _Atomic uint32_t closed;
   _Atomic uint32_t log_valid;
@@ -279,12 +279,22 @@ static void ring_discard(pc_queue *q, uint64_t pos, uint64_t len) {
 
 /* ------------------------------------------------------------ put / get */
 
+/* The deadline for taking the lock: the operation's, except that timeout 0
+ * (which never waits for an item, room or tasks) does wait for the lock: it
+ * is only ever held for one copy. */
+static pc__deadline lock_deadline(const pc__deadline *d) {
+  pc__deadline l = *d;
+  if (l.nonblock) {
+    l.nonblock = false;
+    l.forever = true;
+  }
+  return l;
+}
+
 static int put_item(pc_queue *q, const void *buf, size_t len, int timeout_ms) {
   struct shared *s = q->s;
   pc__deadline d = pc__deadline_from_ms(timeout_ms);
-  /* Timeout 0 does not wait for room, but does wait for the lock: it is
-   * only ever held for one copy. */
-  pc__deadline lockd = pc__deadline_from_ms(timeout_ms == 0 ? -1 : timeout_ms);
+  pc__deadline lockd = lock_deadline(&d);
   uint64_t rec;
   bool wake = false;
   int rc;
@@ -339,7 +349,7 @@ out:
 static int get_item(pc_queue *q, void **buf, size_t *len, int timeout_ms) {
   struct shared *s = q->s;
   pc__deadline d = pc__deadline_from_ms(timeout_ms);
-  pc__deadline lockd = pc__deadline_from_ms(timeout_ms == 0 ? -1 : timeout_ms);
+  pc__deadline lockd = lock_deadline(&d);
   bool wake_put = false;
   unsigned char *p = NULL;
   uint64_t n_len = 0;
@@ -640,7 +650,7 @@ out:
 int pc_queue_join(pc_queue *q, int timeout_ms) {
   struct shared *s;
   pc__deadline d = pc__deadline_from_ms(timeout_ms);
-  pc__deadline lockd = pc__deadline_from_ms(timeout_ms == 0 ? -1 : timeout_ms);
+  pc__deadline lockd = lock_deadline(&d);
   int rc;
   if (q == NULL) {
     rc = -EINVAL;

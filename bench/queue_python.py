@@ -117,8 +117,8 @@ def compare(args):
                     results.setdefault((p, c, size, r["impl"]), []).append(
                         r["items_per_s"])
                     print(json.dumps(r), file=sys.stderr)
-    print(f"| producers x consumers | item | pc_queue items/s | "
-          f"multiprocessing.Queue items/s | ratio |")
+    print("| producers x consumers | item | pc_queue items/s | "
+          "multiprocessing.Queue items/s | ratio |")
     print("|---|---|---:|---:|---:|")
     worst = None
     for p, c in POINTS:

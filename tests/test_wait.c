@@ -93,8 +93,8 @@ static int send_ten_tuples(void *p) {
   sender_arg *a = p;
   int code = 0;
   for (int j = 0; j < 10 && code == 0; j++) {
-    pc_value *t = pc_value_tuple_pack(2, pc_value_int(a->index),
-                                      pc_value_int(j));
+    pc_value *t =
+        pc_value_tuple_pack(2, pc_value_int(a->index), pc_value_int(j));
     if (t == NULL || pc_send(a->w, t) != 0)
       code = 10 + j;
     pc_value_free(t);
@@ -191,7 +191,8 @@ static int send_on_token(void *p) {
 /* The parent wakes one child at a time, in a scrambled order, and pc_wait
  * must report exactly that child's reader -- the deterministic version of
  * CPython's "random delays" variant. */
-static void test_wait_reports_exactly_the_reader_that_got_a_message(void **state) {
+static void
+test_wait_reports_exactly_the_reader_that_got_a_message(void **state) {
   (void)state;
   enum { CHILDREN = 4, PER_CHILD = 10 };
   pc_conn *readers[CHILDREN];
@@ -241,8 +242,8 @@ static void test_wait_reports_exactly_the_reader_that_got_a_message(void **state
 
 /* ------------------------------------------------ F5: idle pair, timeout */
 
-static void test_wait_idle_pair_times_out_then_only_the_receiver_is_ready(
-    void **state) {
+static void
+test_wait_idle_pair_times_out_then_only_the_receiver_is_ready(void **state) {
   (void)state;
   pc_conn *a, *b;
   assert_rc(0, pc_pipe(&a, &b, 0));
@@ -314,8 +315,9 @@ static void test_wait_items_pidfd_ready_when_child_exits(void **state) {
     skip();
   }
   assert_rc(0, pc_pipe(&a, &b, 0));
-  pc_wait_item items[3] = {
-      {.conn = a, .fd = -1}, {.conn = NULL, .fd = pidfd}, {.conn = b, .fd = -1}};
+  pc_wait_item items[3] = {{.conn = a, .fd = -1},
+                           {.conn = NULL, .fd = pidfd},
+                           {.conn = b, .fd = -1}};
 
   /* Child alive, nothing sent: nothing is ready. */
   assert_rc(0, pc_wait_items(items, 3, IDLE_MS));
@@ -344,8 +346,8 @@ static void test_wait_items_pidfd_ready_when_child_exits(void **state) {
   assert_rc(0, pc_close(b));
 }
 
-static void test_wait_items_plain_pipe_ready_on_data_and_on_hangup(
-    void **state) {
+static void
+test_wait_items_plain_pipe_ready_on_data_and_on_hangup(void **state) {
   (void)state;
   pc_conn *a, *b;
   int fds[2];
@@ -607,8 +609,8 @@ static void test_wait_end_of_stream_counts_as_ready(void **state) {
 
 /* More entries than pc_wait keeps on its stack: ready ones come back in
  * input order, the others do not. */
-static void test_wait_many_connections_reports_ready_ones_in_input_order(
-    void **state) {
+static void
+test_wait_many_connections_reports_ready_ones_in_input_order(void **state) {
   (void)state;
   enum { N = 40 };
   pc_conn *r[N], *w[N];

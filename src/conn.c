@@ -205,20 +205,50 @@ static int write_all(pc_conn *c, const pc__deadline *d, struct iovec *iov,
   return rc;
 }
 
-/* Sends what an earlier send left in tx_rest. */
+static size_t tx_pending(const pc_conn *c) {
+  return c->tx_rest_len - c->tx_rest_off;
+}
+
+/* Makes room for n more bytes in tx_rest. */
+static int tx_reserve(pc_conn *c, size_t n) {
+  int rc = 0;
+  if (c->tx_rest_off > 0) {
+    memmove(c->tx_rest, c->tx_rest + c->tx_rest_off, tx_pending(c));
+    c->tx_rest_len -= c->tx_rest_off;
+    c->tx_rest_off = 0;
+  }
+  if (c->tx_rest_len + n > c->tx_rest_cap) {
+    size_t cap = c->tx_rest_len + n;
+    if (cap < c->tx_bufsize)
+      cap = c->tx_bufsize;
+    unsigned char *p = realloc(c->tx_rest, cap);
+    if (p == NULL) {
+      rc = -ENOMEM;
+    } else {
+      c->tx_rest = p;
+      c->tx_rest_cap = cap;
+    }
+  }
+  return rc;
+}
+
+/* Sends what is held in tx_rest: a cut frame's tail or buffered frames. */
 static int flush_rest(pc_conn *c, const pc__deadline *d) {
   int rc = 0;
-  if (c->tx_rest != NULL) {
-    struct iovec v = {c->tx_rest + c->tx_rest_off,
-                      c->tx_rest_len - c->tx_rest_off};
+  if (tx_pending(c) > 0) {
+    struct iovec v = {c->tx_rest + c->tx_rest_off, tx_pending(c)};
     size_t sent = 0;
     rc = write_all(c, d, &v, 1, v.iov_len, &sent);
     c->tx_rest_off += sent;
-    if (rc == 0 || rc == -EPIPE || (rc != -EAGAIN && rc != -ETIMEDOUT)) {
-      /* Done, or nobody will ever read the rest: drop it. */
+    if (rc != 0 && rc != -EAGAIN && rc != -ETIMEDOUT)
+      c->tx_rest_off = c->tx_rest_len; /* nobody will ever read it: drop */
+  }
+  if (tx_pending(c) == 0) {
+    c->tx_rest_len = c->tx_rest_off = 0;
+    if (c->tx_bufsize == 0) {
       free(c->tx_rest);
       c->tx_rest = NULL;
-      c->tx_rest_len = c->tx_rest_off = 0;
+      c->tx_rest_cap = 0;
     }
   }
   return rc;
@@ -232,12 +262,9 @@ static int keep_rest(pc_conn *c, const struct iovec *orig, size_t sent,
                      size_t frame_end) {
   int rc = 0;
   size_t n = frame_end - sent;
-  unsigned char *p = malloc(n);
-  if (p != NULL) {
-    gather(orig, sent, frame_end, p);
-    c->tx_rest = p;
-    c->tx_rest_len = n;
-    c->tx_rest_off = 0;
+  if (tx_reserve(c, n) == 0) {
+    gather(orig, sent, frame_end, c->tx_rest + c->tx_rest_len);
+    c->tx_rest_len += n;
   } else {
     /* Rebuild the remaining bytes as iovecs over the caller's buffers. */
     pc__deadline forever = pc__deadline_from_ms(-1);
@@ -266,6 +293,24 @@ static ssize_t send_frames(pc_conn *c, const pc__deadline *d, struct iovec *iov,
   struct iovec orig_small[2 * BATCH_CHUNK];
   const struct iovec *orig = iov;
   size_t total = ends[nframes - 1], sent = 0;
+  if (c->tx_bufsize > 0) {
+    /* Buffered: whole frames wait in tx_rest until it is full. A send that
+     * finds it full writes it out first; if that times out, none of these
+     * frames went anywhere. */
+    if (tx_pending(c) + total > c->tx_bufsize && tx_pending(c) > 0) {
+      int f = flush_rest(c, d);
+      if (f != 0)
+        return f;
+    }
+    if (tx_pending(c) + total <= c->tx_bufsize) {
+      if (tx_reserve(c, total) == 0) {
+        gather(iov, 0, total, c->tx_rest + c->tx_rest_len);
+        c->tx_rest_len += total;
+        return (ssize_t)nframes;
+      }
+    }
+    /* Larger than the buffer (or no memory to hold it): write it now. */
+  }
   if (!d->forever && (size_t)cnt <= 2 * BATCH_CHUNK) {
     /* write_all advances iov; keep_rest needs the original layout. */
     memcpy(orig_small, iov, (size_t)cnt * sizeof *iov);
@@ -290,7 +335,9 @@ static int send_begin(pc_conn *c, pc__deadline *d) {
   if (rc == 0) {
     *d = conn_deadline(c);
     rc = lock_within(&c->tx_mu, d);
-    if (rc == 0) {
+    if (rc == 0 && c->tx_bufsize == 0) {
+      /* Unbuffered: a held tail goes before anything new. (Buffered sends
+       * append behind it and flush when full.) */
       rc = flush_rest(c, d);
       if (rc != 0)
         pthread_mutex_unlock(&c->tx_mu);
@@ -428,8 +475,45 @@ int pc_flush(pc_conn *c) {
   int rc;
   pc__deadline d;
   rc = send_begin(c, &d);
-  if (rc == 0)
+  if (rc == 0) {
+    rc = flush_rest(c, &d);
     pthread_mutex_unlock(&c->tx_mu);
+  }
+  return rc;
+}
+
+int pc_set_buffered(pc_conn *c, size_t size) {
+  int rc;
+  pc__deadline d;
+  if (c != NULL && c->sh_tx != NULL)
+    return -ENOTSUP;
+  rc = send_begin(c, &d);
+  if (rc == 0) {
+    if (size < tx_pending(c))
+      rc = flush_rest(c, &d);
+    if (rc == 0) {
+      c->tx_bufsize = size;
+      if (size == 0)
+        rc = flush_rest(c, &d); /* also releases the storage */
+    }
+    pthread_mutex_unlock(&c->tx_mu);
+  }
+  return rc;
+}
+
+/* Before a receive on a buffered connection: send what waits, so that a
+ * request is never stuck in our buffer while we wait for its reply. Skipped
+ * when another thread holds the send side (it is sending anyway). A timeout
+ * is the receive's own; other send errors surface on the next send. */
+static int flush_before_receive(pc_conn *c, const pc__deadline *d) {
+  int rc = 0;
+  if (c->tx_bufsize > 0 && atomic_load(&c->writable) &&
+      pthread_mutex_trylock(&c->tx_mu) == 0) {
+    rc = flush_rest(c, d);
+    pthread_mutex_unlock(&c->tx_mu);
+    if (rc != -EAGAIN && rc != -ETIMEDOUT)
+      rc = 0;
+  }
   return rc;
 }
 
@@ -620,6 +704,9 @@ static int recv_begin(pc_conn *c, pc__deadline *d) {
   int rc = check_recv(c);
   if (rc == 0) {
     *d = conn_deadline(c);
+    rc = flush_before_receive(c, d);
+  }
+  if (rc == 0) {
     rc = lock_within(&c->rx_mu, d);
     if (rc == 0 && (rc = check_recv(c)) != 0)
       pthread_mutex_unlock(&c->rx_mu);
@@ -785,6 +872,9 @@ int pc_poll(pc_conn *c, int timeout_ms) {
   if (c->sh_rx != NULL)
     return pc__shared_poll(c, timeout_ms);
   d = pc__deadline_from_ms(timeout_ms);
+  rc = flush_before_receive(c, &d);
+  if (rc != 0)
+    return 0; /* could not even send what waits: nothing to receive yet */
   rc = lock_within(&c->rx_mu, &d);
   if (rc == -EAGAIN || rc == -ETIMEDOUT)
     return 0; /* another thread is receiving: nothing for us yet */
@@ -812,7 +902,7 @@ int pc_close(pc_conn *c) {
   int rc = 0;
   if (c == NULL)
     return 0;
-  if (!atomic_load(&c->closed) && c->tx_rest != NULL) {
+  if (!atomic_load(&c->closed) && tx_pending(c) > 0) {
     pc__deadline d = conn_deadline(c);
     pthread_mutex_lock(&c->tx_mu);
     rc = flush_rest(c, &d);

@@ -98,9 +98,12 @@ struct pc_conn {
   void *ser_ctx;
 
   pthread_mutex_t tx_mu;
-  unsigned char *tx_rest; /* unsent tail of a started frame */
-  size_t tx_rest_len;
-  size_t tx_rest_off;
+  unsigned char *tx_rest; /* bytes to send before anything else: the tail of
+                           * a cut frame, or buffered frames */
+  size_t tx_rest_len;     /* end of those bytes */
+  size_t tx_rest_off;     /* first unsent one */
+  size_t tx_rest_cap;
+  size_t tx_bufsize;      /* pc_set_buffered size; 0: unbuffered */
 
   pthread_mutex_t rx_mu;
   unsigned char *rb;     /* read-ahead buffer, allocated on first receive */

@@ -1267,6 +1267,155 @@ static void test_sender_and_receiver_on_one_end_do_not_wait(void **state) {
   pc_close(b);
 }
 
+/* ------------------------------------------------------------ buffered */
+
+static void test_buffered_sends_wait_for_flush(void **state) {
+  (void)state;
+  pc_conn *a, *b;
+  assert_rc(0, pc_pipe(&a, &b, 0));
+  assert_rc(0, pc_set_buffered(a, 4096));
+  for (uint32_t i = 0; i < 10; i++)
+    assert_rc(0, pc_send_bytes(a, &i, 4));
+  assert_int_equal(pc_poll(b, 0), 0); /* nothing written yet */
+  assert_rc(0, pc_flush(a));
+  for (uint32_t i = 0; i < 10; i++)
+    expect_message(b, &i, 4);
+  assert_int_equal(pc_poll(b, 0), 0);
+  pc_close(a);
+  pc_close(b);
+}
+
+static void test_buffered_writes_when_full_in_order(void **state) {
+  (void)state;
+  pc_conn *a, *b;
+  unsigned char m[40];
+  assert_rc(0, pc_pipe(&a, &b, 0));
+  assert_rc(0, pc_set_buffered(a, 100)); /* two 44-byte frames fit */
+  for (unsigned char i = 0; i < 3; i++) {
+    memset(m, i, sizeof m);
+    assert_rc(0, pc_send_bytes(a, m, sizeof m));
+  }
+  /* The third did not fit: the first two went out, the third waits. */
+  memset(m, 0, sizeof m);
+  expect_message(b, m, sizeof m);
+  memset(m, 1, sizeof m);
+  expect_message(b, m, sizeof m);
+  assert_int_equal(pc_poll(b, 0), 0);
+  /* A message larger than the buffer goes after what is buffered. */
+  unsigned char big[500];
+  memset(big, 9, sizeof big);
+  assert_rc(0, pc_send_bytes(a, big, sizeof big));
+  memset(m, 2, sizeof m);
+  expect_message(b, m, sizeof m);
+  expect_message(b, big, sizeof big);
+  pc_close(a);
+  pc_close(b);
+}
+
+static int upper_echo(pc_conn *c) {
+  char buf[64];
+  ssize_t n;
+  while ((n = pc_recv_bytes_into(c, buf, sizeof buf)) >= 0) {
+    buf[0] = 'R';
+    if (pc_send_bytes(c, buf, (size_t)n) != 0)
+      return 60;
+  }
+  return n == PC_EOF ? 0 : 61;
+}
+
+static void test_buffered_receive_first_sends_the_request(void **state) {
+  (void)state;
+  pc_conn *a, *b;
+  assert_rc(0, pc_pipe(&a, &b, 0));
+  pid_t pid = fork_end(upper_echo, b, a);
+  pc_close(b);
+  assert_rc(0, pc_set_buffered(a, 1 << 16));
+  /* Without the flush before receiving, both sides would wait forever;
+   * the timeout turns that into a failure instead of a hang. */
+  assert_rc(0, pc_set_timeout(a, 10000));
+  for (int i = 0; i < 100; i++) {
+    assert_rc(0, pc_send_bytes(a, "q1", 2));
+    expect_message(a, "R1", 2);
+    assert_rc(0, pc_send_bytes(a, "qA", 2));
+    assert_int_equal(pc_poll(a, 10000), 1); /* poll flushes too */
+    expect_message(a, "RA", 2);
+  }
+  pc_close(a);
+  pc_test_wait_ok(pid, 30);
+}
+
+static void test_buffered_close_writes_what_waits(void **state) {
+  (void)state;
+  pc_conn *a, *b;
+  void *buf;
+  size_t n;
+  assert_rc(0, pc_pipe(&a, &b, PC_SIMPLEX));
+  assert_rc(0, pc_set_buffered(b, 1000));
+  assert_rc(0, pc_send_bytes(b, "one", 3));
+  assert_rc(0, pc_send_bytes(b, "two", 3));
+  assert_rc(0, pc_close(b));
+  expect_message(a, "one", 3);
+  expect_message(a, "two", 3);
+  assert_rc(PC_EOF, pc_recv_bytes(a, &buf, &n, PC_NOLIMIT));
+  pc_close(a);
+}
+
+static void test_buffered_full_and_blocked_takes_nothing(void **state) {
+  (void)state;
+  pc_conn *a, *b;
+  static unsigned char blob[1000];
+  uint32_t ok = 0;
+  int rc;
+  assert_rc(0, pc_pipe(&a, &b, 0));
+  assert_rc(0, pc_set_buffered(a, 8192));
+  assert_rc(0, pc_set_timeout(a, 0));
+  for (;;) {
+    memcpy(blob, &ok, 4);
+    rc = pc_send_bytes(a, blob, sizeof blob);
+    if (rc != 0)
+      break;
+    ok++;
+  }
+  assert_rc(-EAGAIN, rc);
+  /* Everything accepted arrives, in order, the refused one does not. */
+  assert_rc(0, pc_set_timeout(b, 0));
+  for (uint32_t i = 0; i < ok; i++) {
+    unsigned char got[1000];
+    ssize_t n;
+    while ((n = pc_recv_bytes_into(b, got, sizeof got)) == -EAGAIN)
+      assert_true(pc_flush(a) == 0 || pc_flush(a) == -EAGAIN);
+    assert_int_equal(n, 1000);
+    uint32_t seq;
+    memcpy(&seq, got, 4);
+    assert_int_equal(seq, i);
+  }
+  assert_rc(0, pc_flush(a));
+  assert_int_equal(pc_poll(b, 0), 0);
+  pc_close(a);
+  pc_close(b);
+}
+
+static void test_set_buffered_rules(void **state) {
+  (void)state;
+  pc_conn *r, *w, *s1, *s2;
+  assert_rc(0, pc_pipe(&r, &w, PC_SIMPLEX));
+  assert_rc(PC_EREADONLY, pc_set_buffered(r, 100));
+  assert_rc(-EINVAL, pc_set_buffered(NULL, 100));
+  assert_rc(0, pc_set_buffered(w, 100));
+  assert_rc(0, pc_send_bytes(w, "held", 4));
+  assert_int_equal(pc_poll(r, 0), 0);
+  assert_rc(0, pc_set_buffered(w, 0)); /* turning it off writes it */
+  expect_message(r, "held", 4);
+  assert_rc(0, pc_send_bytes(w, "now", 3)); /* unbuffered again */
+  expect_message(r, "now", 3);
+  assert_rc(0, pc_pipe(&s1, &s2, PC_SHARED));
+  assert_rc(-ENOTSUP, pc_set_buffered(s1, 100));
+  pc_close(s1);
+  pc_close(s2);
+  pc_close(r);
+  pc_close(w);
+}
+
 static void test_close_null_is_accepted(void **state) {
   (void)state;
   assert_rc(0, pc_close(NULL));
@@ -1320,6 +1469,12 @@ int main(void) {
       cmocka_unit_test(test_concurrent_senders_never_interleave_frames),
       cmocka_unit_test(test_concurrent_receivers_never_split_a_message),
       cmocka_unit_test(test_sender_and_receiver_on_one_end_do_not_wait),
+      cmocka_unit_test(test_buffered_sends_wait_for_flush),
+      cmocka_unit_test(test_buffered_writes_when_full_in_order),
+      cmocka_unit_test(test_buffered_receive_first_sends_the_request),
+      cmocka_unit_test(test_buffered_close_writes_what_waits),
+      cmocka_unit_test(test_buffered_full_and_blocked_takes_nothing),
+      cmocka_unit_test(test_set_buffered_rules),
       cmocka_unit_test(test_close_null_is_accepted),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

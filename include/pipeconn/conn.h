@@ -154,13 +154,32 @@ PC_API int pc_send_bytesv(pc_conn *c, const struct iovec *iov, int iovcnt);
  * pc_send_bytes. */
 PC_API ssize_t pc_send_batch(pc_conn *c, const struct iovec *msgs, size_t n);
 
-/* pc_flush finishes a send the library still holds: the remainder of a frame
- * whose send hit the timeout after part of it was written. Bounded by the
- * connection's timeout. Returns 0 when nothing is held any more, -ETIMEDOUT /
- * -EAGAIN if part is still held, -EPIPE if the peer is gone (the remainder
- * is dropped: nobody can read it). Every send flushes first, so calling it
- * is only needed to know that everything left. */
+/* pc_flush writes what the library still holds for c: the remainder of a
+ * frame whose send hit the timeout after part of it was written, and, in
+ * buffered mode, the buffered messages. Bounded by the connection's timeout.
+ * Returns 0 when nothing is held any more, -ETIMEDOUT / -EAGAIN if some is
+ * still held (call again), -EPIPE if the peer is gone (what was held is
+ * dropped: nobody can read it), PC_EREADONLY, PC_ECLOSED. Unbuffered sends
+ * finish a held remainder first, so there it is only needed to know that
+ * everything left. Python has no equivalent (its sends never return early). */
 PC_API int pc_flush(pc_conn *c);
+
+/* pc_set_buffered gives c a send buffer of `size` bytes, like a stdio stream
+ * (0, the default: none). Sends then append whole messages to the buffer
+ * without a system call, and the buffer is written when a message does not
+ * fit, on pc_flush, in pc_close, and before a receive or pc_poll on c (so a
+ * request never waits in the buffer for its own reply; skipped if another
+ * thread is sending). A message larger than the buffer is written directly,
+ * after what is buffered. This turns a stream of small messages into a few
+ * large writes: the way to send many small objects with pc_send.
+ * Error reporting moves accordingly: a send that finds the buffer full and
+ * cannot write it within the timeout returns -ETIMEDOUT / -EAGAIN with the
+ * new message not taken; -EPIPE for buffered messages is reported by the
+ * send or flush that writes them. Changing the size, or 0, first writes
+ * what no longer fits (within the timeout, whose code is returned).
+ * Returns 0, -ENOTSUP for PC_SHARED ends (their frames go out whole under
+ * the shared lock), PC_EREADONLY, PC_ECLOSED, -EINVAL. */
+PC_API int pc_set_buffered(pc_conn *c, size_t size);
 
 /* pc_recv_bytes receives one whole message into a new buffer. Python:
  * recv_bytes(maxlength).

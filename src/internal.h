@@ -103,7 +103,7 @@ struct pc_conn {
   size_t tx_rest_len;     /* end of those bytes */
   size_t tx_rest_off;     /* first unsent one */
   size_t tx_rest_cap;
-  size_t tx_bufsize;      /* pc_set_buffered size; 0: unbuffered */
+  size_t tx_bufsize; /* pc_set_buffered size; 0: unbuffered */
 
   pthread_mutex_t rx_mu;
   unsigned char *rb;     /* read-ahead buffer, allocated on first receive */

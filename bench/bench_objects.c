@@ -3,8 +3,12 @@
  * bench_objects: objects per second with pc_send/pc_recv and the default
  * pickle codec, parent to forked child over a duplex pc_pipe():
  *
- *   bench_objects dict COUNT   {'name': 'bob', 'spam': 42}
- *   bench_objects list COUNT   list(range(1000))
+ *   bench_objects dict COUNT [buffered]   {'name': 'bob', 'spam': 42}
+ *   bench_objects list COUNT [buffered]   list(range(1000))
+ *
+ * With `buffered` the parent's end has a 64 KiB send buffer
+ * (pc_set_buffered): pc_send appends to it and a write happens only when it
+ * is full (and before the final receive), the stdio way to stream objects.
  *
  * The parent builds the object once and sends it COUNT times with pc_send
  * (encoding it each time); the child receives each with pc_recv (decoding it
@@ -122,16 +126,17 @@ int main(int argc, char **argv) {
   pc_value *obj = NULL;
   double seconds = 0;
   long count = 0;
-  bool is_dict = false;
+  bool is_dict = false, buffered = false;
   char *end = NULL;
   pid_t pid;
-  if (argc == 3) {
+  if (argc == 3 || argc == 4) {
     is_dict = strcmp(argv[1], "dict") == 0;
     count = strtol(argv[2], &end, 10);
+    buffered = argc == 4 && strcmp(argv[3], "buffered") == 0;
   }
-  if (argc != 3 || (!is_dict && strcmp(argv[1], "list") != 0) || *end != '\0' ||
-      count < 1) {
-    fprintf(stderr, "usage: %s dict|list COUNT\n", argv[0]);
+  if (argc < 3 || argc > 4 || (argc == 4 && !buffered) ||
+      (!is_dict && strcmp(argv[1], "list") != 0) || *end != '\0' || count < 1) {
+    fprintf(stderr, "usage: %s dict|list COUNT [buffered]\n", argv[0]);
     goto out;
   }
   alarm(BENCH_ALARM_S);
@@ -154,6 +159,8 @@ int main(int argc, char **argv) {
   }
   pc_close(theirs);
   theirs = NULL;
+  if (buffered && failed("pc_set_buffered", pc_set_buffered(mine, 64 * 1024)))
+    goto out;
   if (parent(mine, obj, count, &seconds) != 0) {
     pc_close(mine);
     mine = NULL;
@@ -162,9 +169,10 @@ int main(int argc, char **argv) {
   }
   if (bench_wait_child(pid) != 0)
     goto out;
-  printf("{\"impl\": \"pipeconn\", \"object\": \"%s\", \"count\": %ld, "
+  printf("{\"impl\": \"%s\", \"object\": \"%s\", \"count\": %ld, "
          "\"seconds\": %.6f, \"objects_per_s\": %.1f}\n",
-         argv[1], count, seconds, (double)count / seconds);
+         buffered ? "pipeconn-buffered" : "pipeconn", argv[1], count, seconds,
+         (double)count / seconds);
   rc = 0;
 out:
   pc_close(mine);

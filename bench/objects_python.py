@@ -83,24 +83,29 @@ def compare(binary, runs):
     rates = {}
     for _ in range(runs):
         for kind in ("dict", "list"):
-            c = run_json([binary, kind, str(COUNTS[kind]["pipeconn"])])
+            n = str(COUNTS[kind]["pipeconn"])
+            c = run_json([binary, kind, n])
+            b = run_json([binary, kind, n, "buffered"])
             p = run_json([sys.executable, __file__, kind,
                           str(COUNTS[kind]["python"])])
-            for r in (c, p):
+            for r in (c, b, p):
                 print(json.dumps(r), file=sys.stderr)
                 rates.setdefault((kind, r["impl"]), []).append(
                     r["objects_per_s"])
-    print("| object | pipeconn objects/s | Python objects/s | ratio | target |")
-    print("|---|---:|---:|---:|---:|")
+    print("| object | pc_send objects/s | ratio | pc_send, buffered objects/s "
+          "| ratio | Python objects/s | target |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
     for kind, label in (("dict", "`{'name': 'bob', 'spam': 42}`"),
                         ("list", "`list(range(1000))`")):
         c = statistics.median(rates[(kind, "pipeconn")])
+        b = statistics.median(rates[(kind, "pipeconn-buffered")])
         p = statistics.median(rates[(kind, "python")])
-        print("| %s | %s | %s | %.1fx | %.0fx |" % (
-            label, format(round(c), ","), format(round(p), ","), c / p,
-            TARGETS[kind]))
-    print("\nmedians of %d interleaved runs; python %s" % (
-        runs, sys.version.split()[0]))
+        print("| %s | %s | %.1fx | %s | %.1fx | %s | %.0fx |" % (
+            label, format(round(c), ","), c / p, format(round(b), ","), b / p,
+            format(round(p), ","), TARGETS[kind]))
+    print("\nmedians of %d interleaved runs; ratios against Python's "
+          "conn.send/conn.recv in the same runs; python %s" % (
+              runs, sys.version.split()[0]))
 
 
 def main():

@@ -23,6 +23,8 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "internal.h"
@@ -53,6 +55,9 @@ int pc__conn_new(int fd, int flags, pc_conn **out) {
   atomic_init(&c->writable, (flags & PC_WRITABLE) != 0);
   atomic_init(&c->closed, false);
   atomic_init(&c->timeout_ms, -1);
+  atomic_init(&c->users, 0);
+  atomic_init(&c->closing, false);
+  atomic_init(&c->wake_fd, -1);
   pthread_mutex_init(&c->tx_mu, NULL);
   pthread_mutex_init(&c->rx_mu, NULL);
   *out = c;
@@ -62,6 +67,58 @@ out:
 
 int pc__conn_check_open(const pc_conn *c) {
   return atomic_load(&((pc_conn *)(uintptr_t)c)->closed) ? PC_ECLOSED : 0;
+}
+
+int pc__conn_wake(pc_conn *c, const pc__deadline *d) {
+  int w = -1;
+  if (c->kind == PC__FD_PIPE && !d->nonblock) {
+    w = atomic_load(&c->wake_fd);
+    if (w < 0) {
+      int e = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+      int expected = -1;
+      if (e >= 0 &&
+          !atomic_compare_exchange_strong(&c->wake_fd, &expected, e)) {
+        close(e); /* another thread made one first */
+        e = expected;
+      }
+      /* Without one (out of descriptors) the wait is a plain blocking call
+       * that pc_close cannot interrupt. */
+      w = e;
+    }
+    /* pc_close sets `closing` then looks for the eventfd; we made the
+     * eventfd then look at `closing`: one of us sees the other. */
+    if (w >= 0 && atomic_load(&c->closing)) {
+      uint64_t one = 1;
+      ssize_t k = write(w, &one, sizeof one);
+      (void)k; /* a full counter is readable anyway */
+    }
+  }
+  return w;
+}
+
+/* Every call that may block counts itself in `users`, so pc_close can wake
+ * it and wait for it to leave before freeing the connection. */
+static int enter(pc_conn *c) {
+  int rc = 0;
+  if (c != NULL) {
+    atomic_fetch_add(&c->users, 1);
+    if (atomic_load(&c->closing)) {
+      if (atomic_fetch_sub(&c->users, 1) == 1)
+        pc__futex_wake(&c->users, INT_MAX);
+      rc = PC_ECLOSED;
+    }
+  }
+  return rc;
+}
+
+static ssize_t leave(pc_conn *c, ssize_t rc) {
+  if (c != NULL) {
+    if (rc < 0 && atomic_load(&c->closing))
+      rc = PC_ECLOSED; /* interrupted by pc_close, whatever it looked like */
+    if (atomic_fetch_sub(&c->users, 1) == 1 && atomic_load(&c->closing))
+      pc__futex_wake(&c->users, INT_MAX);
+  }
+  return rc;
 }
 
 static int check_recv(pc_conn *c) {
@@ -184,8 +241,8 @@ static int write_all(pc_conn *c, const pc__deadline *d, struct iovec *iov,
   while (done < total) {
     while (i < cnt && iov[i].iov_len == 0)
       i++;
-    ssize_t n =
-        pc__io_writev(atomic_load(&c->fd), c->kind, iov + i, cnt - i, d);
+    ssize_t n = pc__io_writev(atomic_load(&c->fd), c->kind, pc__conn_wake(c, d),
+                              iov + i, cnt - i, d);
     if (n < 0) {
       rc = (int)n;
       break;
@@ -346,7 +403,7 @@ static int send_begin(pc_conn *c, pc__deadline *d) {
   return rc;
 }
 
-int pc_send_bytesv(pc_conn *c, const struct iovec *iov, int iovcnt) {
+static int send_bytesv_impl(pc_conn *c, const struct iovec *iov, int iovcnt) {
   int rc;
   pc__deadline d;
   unsigned char hdr[PC__HDR_LARGE];
@@ -393,7 +450,7 @@ int pc_send_bytes(pc_conn *c, const void *buf, size_t len) {
   return pc_send_bytesv(c, &v, 1);
 }
 
-ssize_t pc_send_batch(pc_conn *c, const struct iovec *msgs, size_t n) {
+static ssize_t send_batch_impl(pc_conn *c, const struct iovec *msgs, size_t n) {
   ssize_t rc;
   pc__deadline d;
   if (n > 0 && msgs == NULL)
@@ -445,7 +502,7 @@ ssize_t pc_send_batch(pc_conn *c, const struct iovec *msgs, size_t n) {
   return rc;
 }
 
-int pc__send_buffer(pc_conn *c, pc_buffer *b, size_t headroom) {
+static int send_buffer_impl(pc_conn *c, pc_buffer *b, size_t headroom) {
   int rc;
   pc__deadline d;
   if (c->sh_tx != NULL && (rc = check_send(c)) == 0) {
@@ -471,7 +528,7 @@ int pc__send_buffer(pc_conn *c, pc_buffer *b, size_t headroom) {
   return rc;
 }
 
-int pc_flush(pc_conn *c) {
+static int flush_impl(pc_conn *c) {
   int rc;
   pc__deadline d;
   rc = send_begin(c, &d);
@@ -482,7 +539,7 @@ int pc_flush(pc_conn *c) {
   return rc;
 }
 
-int pc_set_buffered(pc_conn *c, size_t size) {
+static int set_buffered_impl(pc_conn *c, size_t size) {
   int rc;
   pc__deadline d;
   if (c != NULL && c->sh_tx != NULL)
@@ -529,8 +586,8 @@ static ssize_t rb_fill(pc_conn *c, const pc__deadline *d) {
     c->rb_end -= c->rb_off;
     c->rb_off = 0;
   }
-  ssize_t n = pc__io_read(atomic_load(&c->fd), c->kind, c->rb + c->rb_end,
-                          RB_SIZE - c->rb_end, d);
+  ssize_t n = pc__io_read(atomic_load(&c->fd), c->kind, pc__conn_wake(c, d),
+                          c->rb + c->rb_end, RB_SIZE - c->rb_end, d);
   if (n > 0)
     c->rb_end += (size_t)n;
   return n;
@@ -608,8 +665,8 @@ static int rx_into_msg(pc_conn *c, const pc__deadline *d) {
       c->rx_msg_cap = cap;
     }
     ssize_t n =
-        pc__io_read(atomic_load(&c->fd), c->kind, c->rx_msg + c->rx_have,
-                    c->rx_msg_cap - c->rx_have, d);
+        pc__io_read(atomic_load(&c->fd), c->kind, pc__conn_wake(c, d),
+                    c->rx_msg + c->rx_have, c->rx_msg_cap - c->rx_have, d);
     if (n > 0) {
       c->rx_have += (size_t)n;
     } else if (n == 0) {
@@ -660,8 +717,9 @@ static int rx_direct(pc_conn *c, unsigned char *dst) {
   memcpy(dst, c->rb + c->rb_off, have);
   c->rb_off += have;
   while (have < len) {
-    ssize_t n = pc__io_read(atomic_load(&c->fd), c->kind, dst + have,
-                            len - have, &forever);
+    ssize_t n =
+        pc__io_read(atomic_load(&c->fd), c->kind, pc__conn_wake(c, &forever),
+                    dst + have, len - have, &forever);
     if (n > 0) {
       have += (size_t)n;
     } else {
@@ -714,7 +772,8 @@ static int recv_begin(pc_conn *c, pc__deadline *d) {
   return rc;
 }
 
-int pc_recv_bytes(pc_conn *c, void **buf, size_t *len, size_t maxlength) {
+static int recv_bytes_impl(pc_conn *c, void **buf, size_t *len,
+                           size_t maxlength) {
   int rc;
   pc__deadline d;
   if (buf == NULL || len == NULL)
@@ -773,7 +832,7 @@ int pc_recv_bytes(pc_conn *c, void **buf, size_t *len, size_t maxlength) {
   return rc;
 }
 
-ssize_t pc_recv_bytes_into(pc_conn *c, void *buf, size_t cap) {
+static ssize_t recv_into_impl(pc_conn *c, void *buf, size_t cap) {
   ssize_t rc;
   pc__deadline d;
   if (buf == NULL && cap > 0)
@@ -810,9 +869,9 @@ ssize_t pc_recv_bytes_into(pc_conn *c, void *buf, size_t cap) {
   return rc;
 }
 
-int pc__recv_apply(pc_conn *c, size_t maxlength,
-                   int (*fn)(void *arg, const void *data, size_t len),
-                   void *arg) {
+static int recv_apply_impl(pc_conn *c, size_t maxlength,
+                           int (*fn)(void *arg, const void *data, size_t len),
+                           void *arg) {
   int rc;
   pc__deadline d;
   if (c != NULL && c->sh_rx != NULL && (rc = check_recv(c)) == 0) {
@@ -844,7 +903,7 @@ int pc__recv_apply(pc_conn *c, size_t maxlength,
   return rc;
 }
 
-ssize_t pc_next_size(pc_conn *c) {
+static ssize_t next_size_impl(pc_conn *c) {
   ssize_t rc;
   pc__deadline d;
   if (c != NULL && c->sh_rx != NULL && (rc = check_recv(c)) == 0) {
@@ -861,7 +920,7 @@ ssize_t pc_next_size(pc_conn *c) {
   return rc;
 }
 
-int pc_poll(pc_conn *c, int timeout_ms) {
+static int poll_impl(pc_conn *c, int timeout_ms) {
   int rc;
   pc__deadline d;
   if (timeout_ms < -1)
@@ -898,10 +957,107 @@ int pc_poll(pc_conn *c, int timeout_ms) {
 
 /* ================================================================ closing */
 
+/* ================================================================ entry points
+ * The public calls that may block, wrapped so that pc_close can find them. */
+
+int pc_send_bytesv(pc_conn *c, const struct iovec *iov, int iovcnt) {
+  ssize_t rc = enter(c);
+  if (rc == 0)
+    rc = leave(c, send_bytesv_impl(c, iov, iovcnt));
+  return (int)rc;
+}
+
+ssize_t pc_send_batch(pc_conn *c, const struct iovec *msgs, size_t n) {
+  ssize_t rc = enter(c);
+  if (rc == 0)
+    rc = leave(c, send_batch_impl(c, msgs, n));
+  return (ssize_t)rc;
+}
+
+int pc__send_buffer(pc_conn *c, pc_buffer *b, size_t headroom) {
+  ssize_t rc = enter(c);
+  if (rc == 0)
+    rc = leave(c, send_buffer_impl(c, b, headroom));
+  return (int)rc;
+}
+
+int pc_flush(pc_conn *c) {
+  ssize_t rc = enter(c);
+  if (rc == 0)
+    rc = leave(c, flush_impl(c));
+  return (int)rc;
+}
+
+int pc_set_buffered(pc_conn *c, size_t size) {
+  ssize_t rc = enter(c);
+  if (rc == 0)
+    rc = leave(c, set_buffered_impl(c, size));
+  return (int)rc;
+}
+
+int pc_recv_bytes(pc_conn *c, void **buf, size_t *len, size_t maxlength) {
+  ssize_t rc = enter(c);
+  if (rc == 0)
+    rc = leave(c, recv_bytes_impl(c, buf, len, maxlength));
+  return (int)rc;
+}
+
+ssize_t pc_recv_bytes_into(pc_conn *c, void *buf, size_t cap) {
+  ssize_t rc = enter(c);
+  if (rc == 0)
+    rc = leave(c, recv_into_impl(c, buf, cap));
+  return (ssize_t)rc;
+}
+
+ssize_t pc_next_size(pc_conn *c) {
+  ssize_t rc = enter(c);
+  if (rc == 0)
+    rc = leave(c, next_size_impl(c));
+  return (ssize_t)rc;
+}
+
+int pc_poll(pc_conn *c, int timeout_ms) {
+  ssize_t rc = enter(c);
+  if (rc == 0) {
+    rc = poll_impl(c, timeout_ms);
+    /* Woken by pc_close, the end "ended": that is the close, not the peer. */
+    if (rc > 0 && atomic_load(&c->closing))
+      rc = PC_ECLOSED;
+    rc = leave(c, rc);
+  }
+  return (int)rc;
+}
+
+int pc__recv_apply(pc_conn *c, size_t maxlength,
+                   int (*fn)(void *arg, const void *data, size_t len),
+                   void *arg) {
+  ssize_t rc = enter(c);
+  if (rc == 0)
+    rc = leave(c, recv_apply_impl(c, maxlength, fn, arg));
+  return (int)rc;
+}
+
 int pc_close(pc_conn *c) {
   int rc = 0;
   if (c == NULL)
     return 0;
+  atomic_store(&c->closing, true);
+  if (atomic_load(&c->users) > 0) {
+    /* Other threads are inside calls: get them out. A shut-down socket ends
+     * their waits; a pipe end's waits also watch the eventfd. */
+    int fd = atomic_load(&c->fd);
+    if (c->kind == PC__FD_SOCKET && fd >= 0)
+      shutdown(fd, SHUT_RDWR);
+    int w = atomic_load(&c->wake_fd);
+    if (w >= 0) {
+      uint64_t one = 1;
+      ssize_t k = write(w, &one, sizeof one);
+      (void)k;
+    }
+    uint32_t u;
+    while ((u = atomic_load(&c->users)) > 0)
+      pc__futex_wait(&c->users, u, NULL);
+  }
   if (!atomic_load(&c->closed) && tx_pending(c) > 0) {
     pc__deadline d = conn_deadline(c);
     pthread_mutex_lock(&c->tx_mu);
@@ -911,6 +1067,9 @@ int pc_close(pc_conn *c) {
   int fd = atomic_exchange(&c->fd, -1);
   if (fd >= 0)
     close(fd); /* never retried: Linux releases fd even on EINTR */
+  int w = atomic_exchange(&c->wake_fd, -1);
+  if (w >= 0)
+    close(w);
   pc__shared_release(c);
   free(c->tx_rest);
   free(c->rb);

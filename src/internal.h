@@ -65,15 +65,22 @@ enum pc__fdkind { PC__FD_SOCKET, PC__FD_PIPE };
  * poll until the deadline). Returns bytes written (> 0), or -errno:
  * -EAGAIN/-ETIMEDOUT when the deadline passed with nothing written, -EPIPE
  * without raising SIGPIPE. Retries EINTR. */
-ssize_t pc__io_writev(int fd, enum pc__fdkind kind, const struct iovec *iov,
-                      int iovcnt, const pc__deadline *d);
+ssize_t pc__io_writev(int fd, enum pc__fdkind kind, int wake,
+                      const struct iovec *iov, int iovcnt,
+                      const pc__deadline *d);
 /* One read attempt into buf[0..cap): bytes read (> 0), 0 at end of stream,
  * or -errno (-EAGAIN/-ETIMEDOUT at the deadline). Retries EINTR. */
-ssize_t pc__io_read(int fd, enum pc__fdkind kind, void *buf, size_t cap,
-                    const pc__deadline *d);
+ssize_t pc__io_read(int fd, enum pc__fdkind kind, int wake, void *buf,
+                    size_t cap, const pc__deadline *d);
 /* Waits until fd is readable (or hung up) or the deadline passes: 1 ready,
  * 0 deadline, -errno. */
 int pc__io_wait_readable(int fd, const pc__deadline *d);
+/* Waits for `events` on fd (POLLHUP/POLLERR count as ready) until the
+ * deadline: 1 ready, 0 deadline passed, -ECANCELED if `wake` (an eventfd,
+ * or -1 for none) became readable, -errno.
+ * `wake` in pc__io_writev / pc__io_read: when >= 0, unbounded waits also
+ * happen in poll, so pc_close can interrupt them (-ECANCELED). */
+int pc__io_wait(int fd, int wake, short events, const pc__deadline *d);
 /* Whether fd is a socket (decides MSG_NOSIGNAL vs. the SIGPIPE mask). */
 enum pc__fdkind pc__io_fdkind(int fd);
 
@@ -116,6 +123,13 @@ struct pc_conn {
   size_t rx_have; /* payload bytes in rx_msg */
   int rx_status;  /* sticky end: PC_EOF, PC_ETRUNCATED, PC_EPROTO */
 
+  /* Closing while other threads are inside calls (pc_close): the calls in
+   * progress, the flag that turns them away, and an eventfd that wakes a
+   * thread blocked on a pipe (-1 until a thread is about to block). */
+  _Atomic uint32_t users;
+  atomic_bool closing;
+  _Atomic int wake_fd;
+
   /* PC_SHARED ends (posix_shared.c): the per-direction shared records this
    * end sends into / receives from, and this process's mapping. */
   struct pc__sdir *sh_tx;
@@ -128,6 +142,10 @@ struct pc_conn {
  * flags: PC_READABLE / PC_WRITABLE, plus PC_SIMPLEX when the end is one half
  * of a pipe(2) (a read-only pipe end closes on PC_ETOOBIG, as in Python). */
 int pc__conn_new(int fd, int flags, pc_conn **out);
+/* The descriptor pc_close may use to wake a wait under deadline d on c: an
+ * eventfd for pipe ends (made on first use), -1 for sockets (pc_close shuts
+ * them down instead) and for waits that cannot block. */
+int pc__conn_wake(pc_conn *c, const pc__deadline *d);
 
 /* posix_shared.c: PC_SHARED ends. pc__shared_attach gives two fresh
  * connections of one pipe their shared records (one mapping). */

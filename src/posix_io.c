@@ -82,17 +82,18 @@ enum pc__fdkind pc__io_fdkind(int fd) {
   return k;
 }
 
-/* Waits for `events` on fd until the deadline: 1 ready, 0 deadline passed,
- * -errno. POLLHUP and POLLERR count as ready: the next I/O call reports
- * what happened. */
-static int wait_fd(int fd, short events, const pc__deadline *d) {
+int pc__io_wait(int fd, int wake, short events, const pc__deadline *d) {
   int rc;
-  struct pollfd p = {.fd = fd, .events = events, .revents = 0};
+  struct pollfd p[2] = {{.fd = fd, .events = events, .revents = 0},
+                        {.fd = wake, .events = POLLIN, .revents = 0}};
   for (;;) {
     int ms = pc__deadline_poll_ms(d);
-    rc = poll(&p, 1, ms);
+    rc = poll(p, wake >= 0 ? 2 : 1, ms);
     if (rc > 0) {
-      rc = (p.revents & POLLNVAL) ? -EBADF : 1;
+      if (wake >= 0 && p[1].revents != 0)
+        rc = -ECANCELED; /* pc_close wants us out */
+      else
+        rc = (p[0].revents & POLLNVAL) ? -EBADF : 1;
       break;
     }
     if (rc == 0) {
@@ -111,7 +112,7 @@ static int wait_fd(int fd, short events, const pc__deadline *d) {
 }
 
 int pc__io_wait_readable(int fd, const pc__deadline *d) {
-  return wait_fd(fd, POLLIN, d);
+  return pc__io_wait(fd, -1, POLLIN, d);
 }
 
 /*
@@ -203,13 +204,17 @@ static ssize_t write_once(int fd, enum pc__fdkind kind, const struct iovec *iov,
   return n;
 }
 
-ssize_t pc__io_writev(int fd, enum pc__fdkind kind, const struct iovec *iov,
-                      int iovcnt, const pc__deadline *d) {
+ssize_t pc__io_writev(int fd, enum pc__fdkind kind, int wake,
+                      const struct iovec *iov, int iovcnt,
+                      const pc__deadline *d) {
   ssize_t n;
+  /* With a wake descriptor even an unbounded wait happens in poll, where
+   * pc_close can reach it. */
+  bool nonblock = !d->forever || wake >= 0;
   if (iovcnt > IOV_MAX)
     iovcnt = IOV_MAX;
   for (;;) {
-    n = write_once(fd, kind, iov, iovcnt, !d->forever);
+    n = write_once(fd, kind, iov, iovcnt, nonblock);
     if (n >= 0 || n == -EINTR) {
       if (n >= 0)
         break;
@@ -218,7 +223,7 @@ ssize_t pc__io_writev(int fd, enum pc__fdkind kind, const struct iovec *iov,
     if (n != -EAGAIN && n != -EWOULDBLOCK)
       break;
     /* Full (or somebody set O_NONBLOCK on the open file): wait for room. */
-    int w = wait_fd(fd, POLLOUT, d);
+    int w = pc__io_wait(fd, wake, POLLOUT, d);
     if (w < 0) {
       n = w;
       break;
@@ -259,18 +264,19 @@ static ssize_t read_once(int fd, enum pc__fdkind kind, void *buf, size_t cap,
   return n < 0 ? pc__errno_neg() : n;
 }
 
-ssize_t pc__io_read(int fd, enum pc__fdkind kind, void *buf, size_t cap,
-                    const pc__deadline *d) {
+ssize_t pc__io_read(int fd, enum pc__fdkind kind, int wake, void *buf,
+                    size_t cap, const pc__deadline *d) {
   ssize_t n;
+  bool nonblock = !d->forever || wake >= 0;
   for (;;) {
-    n = read_once(fd, kind, buf, cap, !d->forever);
+    n = read_once(fd, kind, buf, cap, nonblock);
     if (n >= 0)
       break;
     if (n == -EINTR)
       continue;
     if (n != -EAGAIN && n != -EWOULDBLOCK)
       break;
-    int w = wait_fd(fd, POLLIN, d);
+    int w = pc__io_wait(fd, wake, POLLIN, d);
     if (w < 0) {
       n = w;
       break;

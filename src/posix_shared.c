@@ -147,30 +147,22 @@ static int lock_dir(pthread_mutex_t *m, const pc__deadline *d, pc_conn *c,
   return rc;
 }
 
-/* Waits for events on the descriptor; forever with slices when `sliced`, so
- * the caller can check on a dead peer. 1 ready, 0 deadline / slice over. */
+/* Waits for events on the descriptor until the deadline (callers pass a
+ * slice when they must check on a dead peer): 1 ready, 0 deadline passed,
+ * -ECANCELED when pc_close interrupts, -errno. */
 static int wait_io(pc_conn *c, short events, const pc__deadline *d) {
-  struct pollfd p = {.fd = atomic_load(&c->fd), .events = events, .revents = 0};
-  int rc;
-  do {
-    rc = poll(&p, 1, pc__deadline_poll_ms(d));
-  } while (rc < 0 && errno == EINTR);
-  if (rc < 0)
-    rc = pc__errno_neg();
-  else if (rc > 0 && (p.revents & POLLNVAL))
-    rc = -EBADF;
-  return rc;
+  return pc__io_wait(atomic_load(&c->fd), pc__conn_wake(c, d), events, d);
 }
 
 static ssize_t nb_write(pc_conn *c, const struct iovec *iov, int cnt) {
   pc__deadline now = pc__deadline_from_ms(0);
-  ssize_t n = pc__io_writev(atomic_load(&c->fd), c->kind, iov, cnt, &now);
+  ssize_t n = pc__io_writev(atomic_load(&c->fd), c->kind, -1, iov, cnt, &now);
   return n;
 }
 
 static ssize_t nb_read(pc_conn *c, void *buf, size_t len) {
   pc__deadline now = pc__deadline_from_ms(0);
-  return pc__io_read(atomic_load(&c->fd), c->kind, buf, len, &now);
+  return pc__io_read(atomic_load(&c->fd), c->kind, -1, buf, len, &now);
 }
 
 static void poison(struct pc__sdir *s, uint64_t frame) {

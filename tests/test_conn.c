@@ -3,6 +3,8 @@
  * threads and descriptors. */
 #include "helpers.h"
 
+#include "../src/internal.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -1267,6 +1269,91 @@ static void test_sender_and_receiver_on_one_end_do_not_wait(void **state) {
   pc_close(b);
 }
 
+/* ------------------------------------------------------------ closing */
+
+typedef struct blocked_call {
+  pc_conn *c;
+  int op; /* 0 receive, 1 send a big message, 2 poll forever */
+  atomic_int tid;
+  intptr_t rc;
+} blocked_call;
+
+static void *blocked_call_main(void *p) {
+  blocked_call *b = p;
+  atomic_store(&b->tid, (int)gettid());
+  if (b->op == 0) {
+    void *buf;
+    size_t n;
+    b->rc = pc_recv_bytes(b->c, &buf, &n, PC_NOLIMIT);
+  } else if (b->op == 1) {
+    size_t len = 8u << 20;
+    unsigned char *big = calloc(1, len);
+    b->rc = pc_send_bytes(b->c, big, len);
+    free(big);
+  } else {
+    b->rc = pc_poll(b->c, -1);
+  }
+  return NULL;
+}
+
+/* Waits (bounded) until the thread sleeps in the kernel (state S in
+ * /proc/self/task/TID/stat), so pc_close really has to wake it. */
+static void wait_until_blocked(blocked_call *b) {
+  bool asleep = false;
+  for (int i = 0; i < 200000 && !asleep; i++) {
+    int tid = atomic_load(&b->tid);
+    if (tid != 0) {
+      char path[64], stat[256] = {0};
+      snprintf(path, sizeof path, "/proc/self/task/%d/stat", tid);
+      FILE *f = fopen(path, "r");
+      if (f != NULL) {
+        size_t n = fread(stat, 1, sizeof stat - 1, f);
+        fclose(f);
+        const char *close_paren = n > 0 ? strrchr(stat, ')') : NULL;
+        asleep = close_paren != NULL && close_paren[1] == ' ' &&
+                 close_paren[2] == 'S';
+      }
+    }
+    if (!asleep)
+      sched_yield();
+  }
+  assert_true(asleep);
+}
+
+static void test_close_from_another_thread_wakes_blocked_calls(void **state) {
+  (void)state;
+  const struct {
+    int flags;
+    int op;
+    int timeout;
+  } cases[] = {{0, 0, -1},         {PC_SIMPLEX, 0, -1},
+               {0, 0, 60000},      {PC_SIMPLEX, 0, 60000},
+               {0, 1, -1},         {PC_SIMPLEX, 1, -1},
+               {0, 2, -1},         {PC_SIMPLEX, 2, -1},
+               {PC_SHARED, 0, -1}, {PC_SHARED | PC_SIMPLEX, 0, -1}};
+  for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+    pc_conn *a, *b;
+    assert_rc(0, pc_pipe(&a, &b, cases[k].flags));
+    /* Receive on the read end (a); send on the write end (b). */
+    pc_conn *victim = cases[k].op == 1 ? b : a;
+    pc_conn *other = victim == a ? b : a;
+    assert_rc(0, pc_set_timeout(victim, cases[k].timeout));
+    blocked_call bc = {victim, cases[k].op, 0, 99};
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, blocked_call_main, &bc), 0);
+    wait_until_blocked(&bc);
+    int64_t t0 = pc__now_ns();
+    pc_close(victim); /* its own result does not matter here */
+    pthread_join(t, NULL);
+    int64_t ms = (pc__now_ns() - t0) / 1000000;
+    /* Whether it was already asleep or just about to be, it is out now, and
+     * says why. */
+    assert_rc(PC_ECLOSED, bc.rc);
+    assert_true(ms < 5000);
+    pc_close(other);
+  }
+}
+
 /* ------------------------------------------------------------ buffered */
 
 static void test_buffered_sends_wait_for_flush(void **state) {
@@ -1469,6 +1556,7 @@ int main(void) {
       cmocka_unit_test(test_concurrent_senders_never_interleave_frames),
       cmocka_unit_test(test_concurrent_receivers_never_split_a_message),
       cmocka_unit_test(test_sender_and_receiver_on_one_end_do_not_wait),
+      cmocka_unit_test(test_close_from_another_thread_wakes_blocked_calls),
       cmocka_unit_test(test_buffered_sends_wait_for_flush),
       cmocka_unit_test(test_buffered_writes_when_full_in_order),
       cmocka_unit_test(test_buffered_receive_first_sends_the_request),

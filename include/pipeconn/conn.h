@@ -31,8 +31,10 @@ extern "C" {
  * connection at once. Concurrent senders never interleave frames, concurrent
  * receivers never split one, and a sender and a receiver on the same duplex
  * end do not wait for each other (each direction has its own lock).
- * The exception is pc_close(), which releases the handle: no other call on it
- * may be running or start afterwards (as with close(2) on a descriptor).
+ * pc_close() may be called while other threads are inside calls on the
+ * same handle: they return PC_ECLOSED promptly, and pc_close() waits for
+ * them to leave before it releases the handle. No call may start after
+ * pc_close() has returned (the handle is gone).
  *
  * Processes: without PC_SHARED, one end belongs to one process. After fork()
  * exactly one process may use each end (close the copy you do not use, as in
@@ -251,10 +253,16 @@ PC_API bool pc_closed(const pc_conn *c);
 
 /* pc_close first tries to send what pc_flush would (within the connection's
  * timeout; with no timeout it waits for the peer to read), then closes the
- * descriptor and releases the handle. If the held remainder cannot be sent
+ * descriptor and releases the handle. If what is held cannot be sent
  * (timeout, peer gone) it is dropped and the peer sees PC_ETRUNCATED; the
  * return value says so (-ETIMEDOUT, -EAGAIN, -EPIPE) but the handle is
- * released in every case. NULL is accepted (returns 0). */
+ * released in every case. NULL is accepted (returns 0). Python: close().
+ * Calls blocked in other threads on c are woken and return PC_ECLOSED; to
+ * wake them a socket end is shut down (shutdown(2), which the peer and any
+ * process sharing the socket see as end of stream) and a pipe end signals
+ * an eventfd the library creates the first time a thread blocks on it. Only
+ * when that eventfd could not be made (out of descriptors) does a thread
+ * blocked on a pipe stay blocked until data or end of stream arrives. */
 PC_API int pc_close(pc_conn *c);
 
 /* ------------------------------------------------------------------------ */

@@ -273,9 +273,13 @@ PC_API int pc_close(pc_conn *c);
  * stream has ended (what makes pc_poll return 1), and stores every such
  * connection into ready[] (room for n) in input order, *nready their count.
  * Python: multiprocessing.connection.wait(). No connection starves: all
- * ready ones are returned. timeout_ms as pc_poll; on timeout returns 0 with
- * *nready == 0. Returns the number ready (>= 0), or -EINVAL (NULL or closed or
- * write-only entries), -ENOMEM, another -errno. */
+ * ready ones are returned. A message already read ahead into a connection
+ * counts even though poll(2) on its descriptor shows nothing. On a PC_SHARED
+ * end "ready" means the descriptor is readable: another process may take the
+ * message first. timeout_ms as pc_poll; on timeout returns 0 with
+ * *nready == 0. Returns the number ready (>= 0), or -EINVAL (NULL, closed or
+ * write-only entries, timeout below -1), -ENOMEM, another -errno; on error
+ * ready[] and *nready are untouched. */
 PC_API int pc_wait(pc_conn **conns, size_t n, int timeout_ms, pc_conn **ready,
                    size_t *nready);
 

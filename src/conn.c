@@ -365,6 +365,14 @@ static ssize_t send_frames(pc_conn *c, const pc__deadline *d, struct iovec *iov,
         c->tx_rest_len += total;
         return (ssize_t)nframes;
       }
+      /* No memory to hold it (the buffer had to grow): it is written now,
+       * so what the buffer holds must go first, or frames would overtake
+       * each other. */
+      if (tx_pending(c) > 0) {
+        int f = flush_rest(c, d);
+        if (f != 0)
+          return f;
+      }
     }
     /* Larger than the buffer (or no memory to hold it): write it now. */
   }

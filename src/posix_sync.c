@@ -117,6 +117,10 @@ void pc__cpu_relax(void) { cpu_relax(); }
 #endif
 #endif
 
+#ifdef PC__TSAN
+#include <sanitizer/tsan_interface.h>
+#endif
+
 /* Sleeps on m until the CLOCK_MONOTONIC time *at. Robust mutexes support
  * clocklock since glibc 2.30; it retries EINTR itself. ThreadSanitizer
  * (gcc 12, clang 14) does not intercept pthread_mutex_clocklock, so it would
@@ -135,7 +139,15 @@ static int slice_lock(pthread_mutex_t *m, const struct timespec *at) {
   left += (int64_t)real.tv_sec * 1000000000 + real.tv_nsec;
   real.tv_sec = (time_t)(left / 1000000000);
   real.tv_nsec = (long)(left % 1000000000);
-  return pthread_mutex_timedlock(m, &real);
+  int rc = pthread_mutex_timedlock(m, &real);
+  /* Its timedlock interceptor records a plain success only: tell it about
+   * a lock taken over from a dead owner too, or the unlock that follows is
+   * reported as an error. */
+  if (rc == EOWNERDEAD) {
+    __tsan_mutex_pre_lock(m, __tsan_mutex_try_lock);
+    __tsan_mutex_post_lock(m, __tsan_mutex_try_lock, 0);
+  }
+  return rc;
 #else
   return pthread_mutex_clocklock(m, CLOCK_MONOTONIC, at);
 #endif

@@ -73,7 +73,9 @@ static void hook(int point) {
 struct pc__shmap {
   struct pc__sdir *dirs; /* two records */
   size_t len;
-  int refs; /* ends of this pipe open in this process */
+  /* Ends of this pipe open in this process. Atomic: the two ends may be
+   * closed by two threads at once. */
+  atomic_int refs;
 };
 
 /* ================================================================ setup */
@@ -96,7 +98,7 @@ int pc__shared_attach(pc_conn *a, pc_conn *b, bool simplex) {
   }
   if (rc != 0)
     goto fail;
-  m->refs = 2;
+  atomic_init(&m->refs, 2);
   if (simplex) {
     a->sh_rx = &m->dirs[0]; /* a reads what b writes */
     b->sh_tx = &m->dirs[0];
@@ -118,7 +120,7 @@ fail:
 
 void pc__shared_release(pc_conn *c) {
   struct pc__shmap *m = c->sh_map;
-  if (m != NULL && --m->refs == 0) {
+  if (m != NULL && atomic_fetch_sub(&m->refs, 1) == 1) {
     /* The mutexes stay initialised: other processes still use them. */
     pc__shm_unmap(m->dirs, m->len);
     free(m);

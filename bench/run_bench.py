@@ -135,13 +135,16 @@ def calibrate(runner, impl, kind, size):
 
 def workloads(args):
     out = []
-    for size in SIZES:
+    # A smoke run keeps one size of each path: read-ahead, larger than the
+    # read-ahead buffer, and large.
+    sizes = [64, 65536, 1048576] if args.smoke else SIZES
+    for size in sizes:
         impls = ["raw", "pc", "pc_into"]
         if size in BATCH_SIZES:
             impls.append("pc_batch")
         impls += ["python", "zmq"]
         out.append(("stream", size, impls))
-    for size in SIZES:
+    for size in sizes:
         out.append(("pingpong", size, ["raw", "pc", "python", "zmq"]))
     if args.only:
         keep = set(args.only.split(","))

@@ -8,7 +8,9 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,6 +20,18 @@
 #include <unistd.h>
 
 /* ------------------------------------------------------------ utilities */
+
+/* PC_TEST_SCALE (0 < scale <= 1, default 1) shrinks the heaviest loops for
+ * slow runs such as valgrind; the counts named in the test names are those
+ * of scale 1. */
+static long scale_count(long n, long min) {
+  const char *s = getenv("PC_TEST_SCALE");
+  double f = s != NULL ? atof(s) : 1.0;
+  if (!(f > 0 && f <= 1))
+    f = 1.0;
+  long r = (long)((double)n * f);
+  return r > min ? r : min;
+}
 
 /* One end under test: `c` wraps the library side, `fd` is the raw peer. */
 typedef struct hostile {
@@ -781,9 +795,11 @@ static pc_value *rich_value(void) {
   assert_rc(0, pc_value_list_append_steal(l, pc_value_none()));
   assert_rc(0, pc_value_list_append_steal(l, pc_value_bool(true)));
   assert_rc(0, pc_value_list_append_steal(l, pc_value_bytes("xy", 2)));
+  pc_value *e_acute = pc_value_str("\xc3\xa9");
+  /* tuple_pack borrows its items: the str keeps its own reference. */
   assert_rc(0, pc_value_list_append_steal(
-                   l, pc_value_tuple_pack(2, pc_value_int(3),
-                                          pc_value_str("\xc3\xa9"))));
+                   l, pc_value_tuple_pack(2, pc_value_int(3), e_acute)));
+  pc_value_free(e_acute);
   assert_rc(0, pc_value_list_append_steal(
                    l, pc_value_int_parse("1180591620717411303424", 22)));
   assert_rc(0, pc_value_set_add_steal(fs, pc_value_int(1)));
@@ -854,7 +870,8 @@ static void test_mutated_pickles_never_desynchronise(void **state) {
   uint32_t rs = 12345;
   unsigned char payload[1024];
   int decoded = 0, refused[3] = {0};
-  for (int i = 0; i < 6000; i++) {
+  long count = scale_count(6000, 300);
+  for (int i = 0; i < count; i++) {
     size_t plen;
     if (i % 4 == 3) {
       plen = next_rand(&rs) % 200;
@@ -882,9 +899,9 @@ static void test_mutated_pickles_never_desynchronise(void **state) {
     }
     expect_int(h.c, (int64_t)(i & 0x7f));
   }
-  print_message("6000 mutated or random pickles: %d decoded, %d PC_EPROTO, "
+  print_message("%ld mutated or random pickles: %d decoded, %d PC_EPROTO, "
                 "%d PC_EUNSAFE, %d PC_ELIMIT\n",
-                decoded, refused[0], refused[1], refused[2]);
+                count, decoded, refused[0], refused[1], refused[2]);
   assert_true(decoded > 0);
   pc_buffer_release(&pk[0]);
   pc_buffer_release(&pk[1]);
@@ -977,7 +994,8 @@ static int drain_random(pc_conn *c, int form, int *messages) {
 static void test_ten_megabytes_of_random_bytes(void **state) {
   (void)state;
   int seen[4] = {0};
-  for (uint32_t seed = 1; seed <= 12; seed++) {
+  uint32_t seeds = (uint32_t)scale_count(12, 4);
+  for (uint32_t seed = 1; seed <= seeds; seed++) {
     int kind = (int)((seed / 2) % 2);
     int form = (int)((seed / 4) % 3);
     hostile h;
@@ -1023,11 +1041,193 @@ static void test_ten_megabytes_of_random_bytes(void **state) {
                 seen[0], seen[1], seen[2], seen[3]);
 }
 
+/* ------------------------------------------------------------ shared ends */
+
+/* A PC_SHARED end has a receive path of its own (no read-ahead, robust
+ * locks in shared memory). A raw peer writes into its pipe directly. */
+static void open_shared(int flags, pc_conn **r, pc_conn **w, int *fd) {
+  assert_rc(0, pc_pipe(r, w, flags));
+  *fd = pc_fileno(*w);
+  assert_true(*fd >= 0);
+}
+
+/* Every receive form on r reports `code`; pc_poll says ready. */
+static void expect_shared_code(pc_conn *r, int code) {
+  void *buf = NULL;
+  size_t n = 0;
+  unsigned char small[4];
+  assert_rc(code, pc_recv_bytes(r, &buf, &n, PC_NOLIMIT));
+  assert_rc(code, pc_recv_bytes_into(r, small, sizeof small));
+  assert_rc(code, pc_next_size(r));
+  assert_int_equal(pc_poll(r, 0), 1);
+  assert_null(buf);
+}
+
+/* Negative header, lengths beyond the address space, truncated headers and
+ * payloads on shared ends (duplex and simplex): exact codes, sticky, and no
+ * frame is read after a protocol error. After PC_EPROTO the direction is
+ * marked broken, so the later calls report PC_EPEERDIED (not PC_EPROTO as
+ * a private end does). */
+static void test_shared_end_hostile_bytes(void **state) {
+  (void)state;
+  const int kinds[] = {PC_SHARED | PC_SIMPLEX, PC_SHARED};
+  for (int k = 0; k < 2; k++) {
+    pc_conn *r, *w;
+    int fd;
+    void *buf = NULL;
+    size_t n = 0;
+    unsigned char hdr[12];
+
+    open_shared(kinds[k], &r, &w, &fd);
+    raw_write(fd, hdr, small_header(hdr, 0x80000000u));
+    raw_write(fd, "\0\0\0\x02no", 6); /* a valid frame after it */
+    assert_rc(PC_EPROTO, pc_recv_bytes(r, &buf, &n, PC_NOLIMIT));
+    expect_shared_code(r, PC_EPEERDIED);
+    expect_shared_code(r, PC_EPEERDIED);
+    pc_close(r);
+    pc_close(w);
+
+    open_shared(kinds[k], &r, &w, &fd);
+    raw_write(fd, hdr, large_header(hdr, UINT64_C(1) << 63));
+    raw_write(fd, "abc", 3);
+    assert_rc(-ENOMEM, pc_recv_bytes(r, &buf, &n, PC_NOLIMIT));
+    assert_rc(-ENOMEM, pc_recv_bytes(r, &buf, &n, PC_NOLIMIT));
+    assert_rc(PC_ETOOBIG, pc_next_size(r));
+    assert_int_equal(pc_poll(r, 0), 1);
+    pc_close(r);
+    pc_close(w);
+
+    for (size_t cut = 1; cut < 12; cut += 5) {
+      open_shared(kinds[k], &r, &w, &fd);
+      large_header(hdr, 7);
+      raw_write(fd, hdr, cut);
+      pc_close(w); /* the only write end: end of stream */
+      expect_shared_code(r, PC_ETRUNCATED);
+      expect_shared_code(r, PC_ETRUNCATED);
+      pc_close(r);
+    }
+
+    open_shared(kinds[k], &r, &w, &fd);
+    raw_write(fd,
+              "\0\0\0\x0a"
+              "abc",
+              7);
+    pc_close(w);
+    expect_shared_code(r, PC_ETRUNCATED);
+    expect_shared_code(r, PC_ETRUNCATED);
+    pc_close(r);
+  }
+}
+
+/* A length beyond the address space against a limit: a private end says
+ * PC_ETOOBIG to pc_recv_bytes with a maxlength and PC_ETOOSHORT to
+ * pc_recv_bytes_into (the message is longer than allowed, whatever its
+ * size), and so must a shared end, whose doc promises that both leave the
+ * message in place and the end readable. Today a shared end checks
+ * "beyond SSIZE_MAX" first and answers -ENOMEM to both. */
+static void test_shared_end_limit_applies_to_huge_lengths(void **state) {
+  (void)state;
+  pc_conn *r, *w;
+  int fd;
+  void *buf = NULL;
+  size_t n = 0;
+  unsigned char hdr[12];
+  open_shared(PC_SHARED | PC_SIMPLEX, &r, &w, &fd);
+  raw_write(fd, hdr, large_header(hdr, UINT64_C(1) << 63));
+  assert_rc(PC_ETOOBIG, pc_recv_bytes(r, &buf, &n, 1u << 20));
+  assert_rc(PC_ETOOSHORT, pc_recv_bytes_into(r, hdr, sizeof hdr));
+  assert_true(pc_readable(r));
+  pc_close(r);
+  pc_close(w);
+}
+
+/* A live peer that stops in the middle of a frame on a shared end: the
+ * receive keeps waiting (a shared end's timeout bounds only the wait for
+ * the first byte of a frame, as documented for PC_SHARED), and pc_close
+ * from another thread frees it with PC_ECLOSED. Run in a child, so that a
+ * receive nobody can free would fail the test instead of hanging it. */
+typedef struct stalled_rx {
+  pc_conn *c;
+  atomic_int done;
+  atomic_int rc;
+} stalled_rx;
+
+static void *stalled_rx_main(void *arg) {
+  stalled_rx *s = arg;
+  void *buf = NULL;
+  size_t n = 0;
+  atomic_store(&s->rc, pc_recv_bytes(s->c, &buf, &n, PC_NOLIMIT));
+  free(buf);
+  atomic_store(&s->done, 1);
+  return NULL;
+}
+
+static int64_t mono_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int stalled_child(void *arg) {
+  int *report = arg;
+  pc_conn *r, *w;
+  if (pc_pipe(&r, &w, PC_SHARED | PC_SIMPLEX) != 0)
+    return 10;
+  if (child_write(pc_fileno(w),
+                  "\0\0\0\x0a"
+                  "abc",
+                  7) != 0)
+    return 11;
+  pc_set_timeout(r, 50);
+  stalled_rx s;
+  s.c = r;
+  atomic_init(&s.done, 0);
+  atomic_init(&s.rc, 0);
+  pthread_t th;
+  if (pthread_create(&th, NULL, stalled_rx_main, &s) != 0)
+    return 12;
+  /* Give the 50 ms timeout six times its length to strike. */
+  int64_t end = mono_ms() + 300;
+  while (!atomic_load(&s.done) && mono_ms() < end)
+    sched_yield();
+  int timed_out = atomic_load(&s.done);
+  int crc = pc_close(r);
+  end = mono_ms() + 2000;
+  while (!atomic_load(&s.done) && mono_ms() < end)
+    sched_yield();
+  if (!atomic_load(&s.done))
+    _exit(13); /* still stuck after pc_close: leave without touching it */
+  pthread_join(th, NULL);
+  pc_close(w);
+  int rc = atomic_load(&s.rc);
+  if (write(*report, &timed_out, sizeof timed_out) != sizeof timed_out)
+    return 14;
+  if (crc != 0)
+    return 15;
+  return rc == (timed_out ? -ETIMEDOUT : PC_ECLOSED) ? 0 : 16;
+}
+
+static void test_shared_end_stalled_frame_is_freed_by_close(void **state) {
+  (void)state;
+  int rep[2];
+  assert_int_equal(pipe2(rep, O_CLOEXEC), 0);
+  pc_test_wait_ok(pc_test_fork(stalled_child, &rep[1]), 30);
+  int timed_out = -1;
+  assert_int_equal(read(rep[0], &timed_out, sizeof timed_out),
+                   (ssize_t)sizeof timed_out);
+  close(rep[0]);
+  close(rep[1]);
+  print_message("shared end, peer stalled mid-frame, 50 ms timeout: %s\n",
+                timed_out ? "-ETIMEDOUT"
+                          : "still waiting after 300 ms; pc_close freed it "
+                            "with PC_ECLOSED");
+}
+
 /* ------------------------------------------------------------ peak memory */
 
 /* The receiving child: one connection per lying header, each fed by the
  * parent. It reports its peak RSS growth (KiB) through `report`. */
-enum { RSS_CASES = 6 };
+enum { RSS_CASES = 8 };
 
 typedef struct rss_case {
   unsigned char hdr[12];
@@ -1035,14 +1235,31 @@ typedef struct rss_case {
   size_t data;    /* payload bytes the parent sends after the header */
   int timeout_ms; /* receiver's timeout; -1: wait for the end */
   int code;       /* expected result */
+  bool shared;    /* a PC_SHARED pipe instead of a socketpair */
 } rss_case;
 
 typedef struct rss_args {
   rss_case cases[RSS_CASES];
   pc_conn *ends[RSS_CASES];
   int peers[RSS_CASES];
+  pc_conn *shared_w[RSS_CASES]; /* a shared pipe's write end, or NULL */
   int report;
 } rss_args;
+
+/* Peak RSS says nothing about the library under ThreadSanitizer (shadow
+ * memory) or valgrind (its own allocator): there the workloads still run,
+ * but the bound is not checked. */
+static bool rss_is_meaningful(void) {
+  bool ok = getenv("PC_TEST_VALGRIND") == NULL;
+#if defined(__SANITIZE_THREAD__)
+  ok = false;
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+  ok = false;
+#endif
+#endif
+  return ok;
+}
 
 static long maxrss_kib(void) {
   struct rusage ru;
@@ -1052,8 +1269,12 @@ static long maxrss_kib(void) {
 
 static int rss_child(void *arg) {
   rss_args *a = arg;
-  for (int i = 0; i < RSS_CASES; i++)
-    close(a->peers[i]);
+  for (int i = 0; i < RSS_CASES; i++) {
+    if (a->shared_w[i] != NULL)
+      pc_close(a->shared_w[i]);
+    else
+      close(a->peers[i]);
+  }
   long base = maxrss_kib();
   int rc = 0;
   for (int i = 0; i < RSS_CASES && rc == 0; i++) {
@@ -1072,43 +1293,47 @@ static int rss_child(void *arg) {
   return rc;
 }
 
+static void rss_set(rss_case *c, uint64_t len, size_t data, int timeout_ms,
+                    int code, bool shared) {
+  c->hdr_len = len <= 0x7fffffffu ? small_header(c->hdr, (uint32_t)len)
+                                  : large_header(c->hdr, len);
+  c->data = data;
+  c->timeout_ms = timeout_ms;
+  c->code = code;
+  c->shared = shared;
+}
+
 /* Peak RSS of a process that only receives, under lying headers followed
- * by up to 8 MiB of data: memory follows the bytes that arrive, never the
- * announced length. Bound: 64 MiB above the baseline. */
+ * by up to 8 MiB of data, on private ends and on PC_SHARED ends: memory
+ * follows the bytes that arrive, never the announced length. Bound: 64 MiB
+ * above the baseline. */
 static void test_peak_rss_under_lying_headers(void **state) {
   (void)state;
   rss_args a;
   memset(&a, 0, sizeof a);
   const size_t mib = 1u << 20;
-  a.cases[0].hdr_len = small_header(a.cases[0].hdr, 0x7fffffffu);
-  a.cases[0].data = 4 * mib;
-  a.cases[0].timeout_ms = -1;
-  a.cases[0].code = PC_ETRUNCATED;
-  a.cases[1].hdr_len = large_header(a.cases[1].hdr, UINT64_C(1) << 62);
-  a.cases[1].data = 8 * mib;
-  a.cases[1].timeout_ms = -1;
-  a.cases[1].code = PC_ETRUNCATED;
-  a.cases[2].hdr_len = large_header(a.cases[2].hdr, UINT64_C(1) << 63);
-  a.cases[2].data = 64 * 1024;
-  a.cases[2].timeout_ms = -1;
-  a.cases[2].code = -ENOMEM;
-  a.cases[3].hdr_len = large_header(a.cases[3].hdr, UINT64_MAX);
-  a.cases[3].data = 64 * 1024;
-  a.cases[3].timeout_ms = -1;
-  a.cases[3].code = -ENOMEM;
-  a.cases[4].hdr_len = large_header(a.cases[4].hdr, UINT64_C(1) << 62);
-  a.cases[4].data = 0;
-  a.cases[4].timeout_ms = 50;
-  a.cases[4].code = -ETIMEDOUT;
-  a.cases[5].hdr_len = large_header(a.cases[5].hdr, 0x7fffffffu);
-  a.cases[5].data = 0;
-  a.cases[5].timeout_ms = 50;
-  a.cases[5].code = -ETIMEDOUT;
+  const uint64_t two62 = UINT64_C(1) << 62;
+  rss_set(&a.cases[0], 0x7fffffffu, 4 * mib, -1, PC_ETRUNCATED, false);
+  rss_set(&a.cases[1], two62, 8 * mib, -1, PC_ETRUNCATED, false);
+  rss_set(&a.cases[2], UINT64_C(1) << 63, 64 * 1024, -1, -ENOMEM, false);
+  rss_set(&a.cases[3], UINT64_MAX, 64 * 1024, -1, -ENOMEM, false);
+  rss_set(&a.cases[4], two62, 0, 50, -ETIMEDOUT, false);
+  rss_set(&a.cases[5], 0x7fffffffu, 0, 50, -ETIMEDOUT, false);
+  rss_set(&a.cases[6], two62, 8 * mib, -1, PC_ETRUNCATED, true);
+  rss_set(&a.cases[7], 0x7fffffffu, 4 * mib, -1, PC_ETRUNCATED, true);
   for (int i = 0; i < RSS_CASES; i++) {
-    hostile h;
-    open_socket(&h);
-    a.ends[i] = h.c;
-    a.peers[i] = h.fd;
+    if (a.cases[i].shared) {
+      assert_rc(0, pc_pipe(&a.ends[i], &a.shared_w[i], PC_SHARED | PC_SIMPLEX));
+      a.peers[i] = pc_fileno(a.shared_w[i]);
+    } else {
+      hostile h;
+      open_socket(&h);
+      a.ends[i] = h.c;
+      a.peers[i] = h.fd;
+    }
+    /* Every header is there before the receiver starts (the buffers hold
+     * them), so the timeout cases wait with a header pending. */
+    raw_write(a.peers[i], a.cases[i].hdr, a.cases[i].hdr_len);
   }
   int rep[2];
   assert_int_equal(pipe2(rep, O_CLOEXEC), 0);
@@ -1120,21 +1345,27 @@ static void test_peak_rss_under_lying_headers(void **state) {
   unsigned char *data = calloc(1, 8 * mib);
   assert_non_null(data);
   for (int i = 0; i < RSS_CASES; i++) {
-    /* The child may stop reading early (-ENOMEM): ignore EPIPE. */
-    ssize_t k =
-        send(a.peers[i], a.cases[i].hdr, a.cases[i].hdr_len, MSG_NOSIGNAL);
-    assert_int_equal(k, (ssize_t)a.cases[i].hdr_len);
+    /* The child may stop reading early (-ENOMEM): a failed write ends the
+     * case (sockets report EPIPE without a signal; the shared pipe's reader
+     * stays open until the child has read what it wants). */
     size_t off = 0;
     while (off < a.cases[i].data) {
-      k = send(a.peers[i], data + off, a.cases[i].data - off, MSG_NOSIGNAL);
+      ssize_t k = a.cases[i].shared
+                      ? write(a.peers[i], data + off, a.cases[i].data - off)
+                      : send(a.peers[i], data + off, a.cases[i].data - off,
+                             MSG_NOSIGNAL);
       if (k < 0 && errno == EINTR)
         continue;
       if (k <= 0)
         break;
       off += (size_t)k;
     }
-    if (a.cases[i].timeout_ms < 0)
+    if (a.cases[i].shared) {
+      pc_close(a.shared_w[i]);
+      a.shared_w[i] = NULL;
+    } else if (a.cases[i].timeout_ms < 0) {
       shutdown(a.peers[i], SHUT_WR);
+    }
   }
   free(data);
   pc_test_wait_ok(pid, 60);
@@ -1142,13 +1373,17 @@ static void test_peak_rss_under_lying_headers(void **state) {
   assert_int_equal(read(rep[0], &grew, sizeof grew), (ssize_t)sizeof grew);
   close(rep[0]);
   for (int i = 0; i < RSS_CASES; i++)
-    close(a.peers[i]);
+    if (!a.cases[i].shared)
+      close(a.peers[i]);
   print_message("receiver peak RSS growth under lying headers (2^31-1 + 4 "
-                "MiB, 2^62 + 8 MiB, 2^63, 2^64-1, 2^62 and 2^31-1 waiting): "
-                "%ld KiB\n",
+                "MiB, 2^62 + 8 MiB, 2^63, 2^64-1, 2^62 and 2^31-1 waiting; "
+                "shared ends: 2^62 + 8 MiB, 2^31-1 + 4 MiB): %ld KiB\n",
                 grew);
   assert_true(grew >= 0);
-  assert_true(grew < 64 * 1024);
+  if (rss_is_meaningful())
+    assert_true(grew < 64 * 1024);
+  else
+    print_message("(bound not checked under ThreadSanitizer or valgrind)\n");
 }
 
 /* The same for 10 MB of random bytes. */
@@ -1197,7 +1432,10 @@ static void test_peak_rss_under_random_bytes(void **state) {
   print_message("receiver peak RSS growth under 10 MB of random bytes "
                 "(worst of 4 seeds): %ld KiB\n",
                 worst);
-  assert_true(worst < 64 * 1024);
+  if (rss_is_meaningful())
+    assert_true(worst < 64 * 1024);
+  else
+    print_message("(bound not checked under ThreadSanitizer or valgrind)\n");
 }
 
 int main(void) {
@@ -1219,6 +1457,9 @@ int main(void) {
       cmocka_unit_test(test_garbage_pickles_fail_one_message_each),
       cmocka_unit_test(test_mutated_pickles_never_desynchronise),
       cmocka_unit_test(test_ten_megabytes_of_random_bytes),
+      cmocka_unit_test(test_shared_end_hostile_bytes),
+      cmocka_unit_test(test_shared_end_limit_applies_to_huge_lengths),
+      cmocka_unit_test(test_shared_end_stalled_frame_is_freed_by_close),
       cmocka_unit_test(test_peak_rss_under_lying_headers),
       cmocka_unit_test(test_peak_rss_under_random_bytes),
   };

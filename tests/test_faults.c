@@ -320,6 +320,7 @@ static void test_sigkill_at_exact_byte_of_1mib_message(void **state) {
   unsigned char *into = malloc(BIG);
   assert_non_null(into);
   int before = pc_test_count_fds();
+  int64_t start = now_us();
   long trials = scale_count(500, 40); /* the edges come first */
   for (int trial = 0; trial < trials; trial++) {
     size_t k = trial < (int)(sizeof edges / sizeof edges[0]) * 4
@@ -345,8 +346,9 @@ static void test_sigkill_at_exact_byte_of_1mib_message(void **state) {
   assert_int_equal(pc_test_count_fds(), before);
   free(into);
   print_message("%ld raw writers killed at exact bytes: %d whole, %d "
-                "PC_ETRUNCATED, %d PC_EOF\n",
-                trials, t.whole, t.truncated, t.eof);
+                "PC_ETRUNCATED, %d PC_EOF (%.1f s)\n",
+                trials, t.whole, t.truncated, t.eof,
+                (double)(now_us() - start) / 1e6);
   assert_true(t.whole > 0 && t.truncated > 0 && t.eof > 0);
 }
 

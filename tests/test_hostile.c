@@ -417,7 +417,6 @@ static void test_truncated_payloads(void **state) {
         }
         close(h.fd); /* the child holds the only write end */
         h.fd = -1;
-        h.pipe = true; /* nobody reads what c sends any more */
         ssize_t r;
         if (form == 0) {
           r = pc_recv_bytes(h.c, &buf, &n, PC_NOLIMIT);
@@ -526,7 +525,6 @@ static pid_t start_dribble(hostile *h, dribble *d, const unsigned char *bytes,
   pid_t pid = pc_test_fork(dribble_main, d);
   close(h->fd);
   h->fd = -1;
-  h->pipe = true;
   return pid;
 }
 
@@ -961,7 +959,7 @@ static int drain_random(pc_conn *c, int form, int *messages) {
       if (r == PC_ETOOSHORT) {
         /* Learn the size, then take it whole. */
         r = pc_next_size(c);
-        if (r >= 0) {
+        if (r >= 0 || r == PC_ETOOBIG) { /* ETOOBIG: beyond ssize_t */
           r = pc_recv_bytes(c, &buf, &n, PC_NOLIMIT);
           free(buf);
         }
@@ -1027,10 +1025,7 @@ static void test_ten_megabytes_of_random_bytes(void **state) {
     }
     void *buf = NULL;
     size_t n = 0;
-    if (rc == -ENOMEM)
-      assert_rc(-ENOMEM, pc_recv_bytes(h.c, &buf, &n, PC_NOLIMIT));
-    else
-      assert_rc(rc, pc_recv_bytes(h.c, &buf, &n, PC_NOLIMIT));
+    assert_rc(rc, pc_recv_bytes(h.c, &buf, &n, PC_NOLIMIT)); /* sticky */
     assert_rc(0, pc_close(h.c));
     pc_test_wait_ok(pid, 60);
     if (!h.pipe)

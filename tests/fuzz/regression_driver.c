@@ -7,10 +7,12 @@
  *
  *   fuzz_frame_replay [-v] DIR_OR_FILE...
  *
- * Each input runs in a child process: a failing check aborts the child only,
- * so every input is tried and every failing one is named; the child exits
- * normally otherwise, so a sanitizer build also checks it for leaks; an
- * input that runs longer than 60 s counts as a hang (SIGALRM).
+ * The inputs run in a child process, one after the other; when a check
+ * fails (abort) or an input hangs (SIGALRM after 60 s), the child dies, the
+ * driver names that input and goes on with the next one in a new child, so
+ * every failing input is named. The child exits normally at the end, so a
+ * sanitizer build checks for leaks then; if that check fails, the inputs of
+ * that child run again one per process to name the leaking ones.
  *
  * Exits 0 when every input passed, 1 when one failed, an argument could not
  * be read, or no input was found at all (an empty corpus is a mistake).
@@ -29,10 +31,24 @@
 #define INPUT_SECONDS 60
 
 static bool verbose;
-static size_t ran, failed;
+static char **paths;
+static size_t npaths, cap_paths;
+
+static int add_path(const char *p) {
+  if (npaths == cap_paths) {
+    size_t cap = cap_paths ? cap_paths * 2 : 256;
+    char **q = realloc(paths, cap * sizeof *q);
+    if (q == NULL)
+      return 1;
+    paths = q;
+    cap_paths = cap;
+  }
+  paths[npaths] = strdup(p);
+  return paths[npaths++] == NULL;
+}
 
 /* Reads path into a block of exactly its size (so ASan sees reads past the
- * input) and runs the target on it; in the child process. */
+ * input) and runs the target on it. */
 static int run_input(const char *path) {
   FILE *f = fopen(path, "rb");
   long size;
@@ -51,42 +67,104 @@ static int run_input(const char *path) {
     return 2;
   }
   fclose(f);
+  if (verbose)
+    fprintf(stderr, "running %s\n", path);
   LLVMFuzzerTestOneInput(data, (size_t)size);
   free(data);
   return 0;
 }
 
-static int run_file(const char *path) {
-  int status = 0;
-  if (verbose)
-    fprintf(stderr, "running %s\n", path);
+/* Runs inputs [from, to) in one child. Returns the child's wait status and
+ * sets *reached to the index of the last input it started. */
+static int run_child(size_t from, size_t to, size_t *reached) {
+  int p[2], status = 0;
+  if (pipe(p) != 0) {
+    perror("pipe");
+    exit(1);
+  }
   fflush(NULL);
   pid_t pid = fork();
   if (pid < 0) {
     perror("fork");
-    return 1;
+    exit(1);
   }
   if (pid == 0) {
-    alarm(INPUT_SECONDS);
-    exit(run_input(path)); /* exit, not _exit: sanitizers check at exit */
+    close(p[0]);
+    int rc = 0;
+    for (size_t i = from; i < to && rc == 0; i++) {
+      ssize_t k = write(p[1], &i, sizeof i);
+      (void)k;
+      alarm(INPUT_SECONDS);
+      rc = run_input(paths[i]);
+    }
+    close(p[1]);
+    exit(rc); /* exit, not _exit: sanitizers check for leaks at exit */
   }
+  close(p[1]);
+  size_t i, last = from;
+  while (read(p[0], &i, sizeof i) == (ssize_t)sizeof i)
+    last = i;
+  close(p[0]);
   while (waitpid(pid, &status, 0) < 0) {
   }
-  ran++;
-  if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
-    return 0;
-  failed++;
+  *reached = last;
+  return status;
+}
+
+static bool ok(int status) {
+  return WIFEXITED(status) && WEXITSTATUS(status) == 0;
+}
+
+static void report(const char *path, int status) {
   if (WIFSIGNALED(status))
     fprintf(stderr, "FAILED %s (%s)\n", path,
             WTERMSIG(status) == SIGALRM ? "hang" : strsignal(WTERMSIG(status)));
   else
     fprintf(stderr, "FAILED %s (exit %d)\n", path, WEXITSTATUS(status));
-  return 1;
+}
+
+/* Runs [from, to) one per process and reports those that fail. */
+static size_t run_each(size_t from, size_t to) {
+  size_t failed = 0, reached;
+  for (size_t i = from; i < to; i++) {
+    int status = run_child(i, i + 1, &reached);
+    if (!ok(status)) {
+      report(paths[i], status);
+      failed++;
+    }
+  }
+  return failed;
+}
+
+/* Runs [from, to) in as few processes as possible; returns the failures. */
+static size_t run_range(size_t from, size_t to) {
+  size_t failed = 0;
+  while (from < to) {
+    size_t reached;
+    int status = run_child(from, to, &reached);
+    if (ok(status))
+      break;
+    if (!WIFEXITED(status) || reached + 1 < to) {
+      /* Died inside input `reached`: name it, and give the inputs before
+       * it the leak check at exit they missed. */
+      report(paths[reached], status);
+      failed++;
+      size_t dummy;
+      if (reached > from && !ok(run_child(from, reached, &dummy)))
+        failed += run_each(from, reached);
+      from = reached + 1;
+      continue;
+    }
+    /* All ran, the exit failed (a leak report): find the inputs. */
+    failed += run_each(from, to);
+    break;
+  }
+  return failed;
 }
 
 static int skip_dots(const struct dirent *e) { return e->d_name[0] != '.'; }
 
-static int run_path(const char *path) {
+static int collect(const char *path) {
   int rc = 0;
   struct stat st;
   if (stat(path, &st) != 0) {
@@ -94,7 +172,7 @@ static int run_path(const char *path) {
     return 1;
   }
   if (!S_ISDIR(st.st_mode))
-    return run_file(path);
+    return add_path(path);
   struct dirent **names = NULL;
   int n = scandir(path, &names, skip_dots, alphasort);
   if (n < 0) {
@@ -109,7 +187,7 @@ static int run_path(const char *path) {
     } else {
       snprintf(full, len, "%s/%s", path, names[i]->d_name);
       if (stat(full, &st) == 0 && S_ISREG(st.st_mode))
-        rc |= run_file(full);
+        rc |= add_path(full);
       free(full);
     }
     free(names[i]);
@@ -124,9 +202,13 @@ int main(int argc, char **argv) {
     if (strcmp(argv[i], "-v") == 0)
       verbose = true;
     else
-      rc |= run_path(argv[i]);
+      rc |= collect(argv[i]);
   }
-  printf("%s: %zu inputs ran, %zu failed\n", argc > 0 ? argv[0] : "replay", ran,
+  size_t failed = run_range(0, npaths);
+  printf("%s: %zu inputs, %zu failed\n", argc > 0 ? argv[0] : "replay", npaths,
          failed);
-  return rc != 0 || ran == 0 ? 1 : 0;
+  for (size_t i = 0; i < npaths; i++)
+    free(paths[i]);
+  free(paths);
+  return rc != 0 || failed > 0 || npaths == 0 ? 1 : 0;
 }

@@ -41,6 +41,14 @@
 
 /* ================================================================ basics */
 
+/* Bumped in every child after fork() (see adopt_after_fork). */
+static _Atomic unsigned fork_gen;
+static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
+
+static void on_fork_child(void) { atomic_fetch_add(&fork_gen, 1); }
+
+static void register_atfork(void) { pthread_atfork(NULL, NULL, on_fork_child); }
+
 int pc__conn_new(int fd, int flags, pc_conn **out) {
   int rc = 0;
   pc_conn *c = calloc(1, sizeof *c);
@@ -56,7 +64,8 @@ int pc__conn_new(int fd, int flags, pc_conn **out) {
   atomic_init(&c->closed, false);
   atomic_init(&c->timeout_ms, -1);
   atomic_init(&c->users, 0);
-  atomic_init(&c->closing, false);
+  pthread_once(&atfork_once, register_atfork);
+  atomic_init(&c->fork_gen, atomic_load(&fork_gen));
   atomic_init(&c->wake_fd, -1);
   pthread_mutex_init(&c->tx_mu, NULL);
   pthread_mutex_init(&c->rx_mu, NULL);
@@ -87,7 +96,7 @@ int pc__conn_wake(pc_conn *c, const pc__deadline *d) {
     }
     /* pc_close sets `closing` then looks for the eventfd; we made the
      * eventfd then look at `closing`: one of us sees the other. */
-    if (w >= 0 && atomic_load(&c->closing)) {
+    if (w >= 0 && (atomic_load(&c->users) & PC__CLOSING)) {
       uint64_t one = 1;
       ssize_t k = write(w, &one, sizeof one);
       (void)k; /* a full counter is readable anyway */
@@ -96,14 +105,33 @@ int pc__conn_wake(pc_conn *c, const pc__deadline *d) {
   return w;
 }
 
+/* A forked child inherits the parent's count of calls in progress (threads
+ * that do not exist here) and the parent's eventfd: the first call or close
+ * in a new process forgets both, so pc_close neither waits for ghosts nor
+ * wakes the parent's threads. The generation changes in a pthread_atfork
+ * child handler: one counter, no list of connections. */
+static void adopt_after_fork(pc_conn *c) {
+  unsigned now = atomic_load(&fork_gen);
+  unsigned was = atomic_load(&c->fork_gen);
+  if (was != now && atomic_compare_exchange_strong(&c->fork_gen, &was, now)) {
+    atomic_fetch_and(&c->users, PC__CLOSING);
+    int w = atomic_exchange(&c->wake_fd, -1);
+    if (w >= 0)
+      close(w); /* our copy only: the parent keeps its own */
+  }
+}
+
 /* Every call that may block counts itself in `users`, so pc_close can wake
  * it and wait for it to leave before freeing the connection. */
 static int enter(pc_conn *c) {
   int rc = 0;
   if (c != NULL) {
-    atomic_fetch_add(&c->users, 1);
-    if (atomic_load(&c->closing)) {
-      if (atomic_fetch_sub(&c->users, 1) == 1)
+    adopt_after_fork(c);
+    uint32_t old = atomic_fetch_add(&c->users, 1);
+    if (old & PC__CLOSING) {
+      /* Turned away. The count goes back down; the address is only used
+       * for the wake-up, never read once we are out. */
+      if (atomic_fetch_sub(&c->users, 1) == (PC__CLOSING | 1))
         pc__futex_wake(&c->users, INT_MAX);
       rc = PC_ECLOSED;
     }
@@ -113,10 +141,14 @@ static int enter(pc_conn *c) {
 
 static ssize_t leave(pc_conn *c, ssize_t rc) {
   if (c != NULL) {
-    if (rc < 0 && atomic_load(&c->closing))
-      rc = PC_ECLOSED; /* interrupted by pc_close, whatever it looked like */
-    if (atomic_fetch_sub(&c->users, 1) == 1 && atomic_load(&c->closing))
-      pc__futex_wake(&c->users, INT_MAX);
+    uint32_t old = atomic_fetch_sub(&c->users, 1);
+    /* From here on c may be freed by pc_close: use only `old`. */
+    if (old & PC__CLOSING) {
+      if (rc < 0)
+        rc = PC_ECLOSED; /* interrupted by pc_close, whatever it looked like */
+      if (old == (PC__CLOSING | 1))
+        pc__futex_wake(&c->users, INT_MAX);
+    }
   }
   return rc;
 }
@@ -631,6 +663,8 @@ static ssize_t rb_fill(pc_conn *c, const pc__deadline *d) {
 /* Makes the next message's header parsed (c->rx_have_hdr). */
 static int rx_header(pc_conn *c, const pc__deadline *d) {
   int rc = 0;
+  if (c->rx_status == PC_ETRUNCATED)
+    return PC_ETRUNCATED; /* the parsed message can never complete */
   if (c->rb == NULL) {
     c->rb = malloc(RB_SIZE);
     if (c->rb == NULL)
@@ -1056,7 +1090,7 @@ int pc_poll(pc_conn *c, int timeout_ms) {
   if (rc == 0) {
     rc = poll_impl(c, timeout_ms);
     /* Woken by pc_close, the end "ended": that is the close, not the peer. */
-    if (rc > 0 && atomic_load(&c->closing))
+    if (rc > 0 && (atomic_load(&c->users) & PC__CLOSING))
       rc = PC_ECLOSED;
     rc = leave(c, rc);
   }
@@ -1076,8 +1110,8 @@ int pc_close(pc_conn *c) {
   int rc = 0;
   if (c == NULL)
     return 0;
-  atomic_store(&c->closing, true);
-  if (atomic_load(&c->users) > 0) {
+  adopt_after_fork(c);
+  if (atomic_fetch_or(&c->users, PC__CLOSING) != 0) {
     /* Other threads are inside calls: get them out. A shut-down socket ends
      * their waits; a pipe end's waits also watch the eventfd. */
     int fd = atomic_load(&c->fd);
@@ -1090,7 +1124,7 @@ int pc_close(pc_conn *c) {
       (void)k;
     }
     uint32_t u;
-    while ((u = atomic_load(&c->users)) > 0)
+    while ((u = atomic_load(&c->users)) != PC__CLOSING)
       pc__futex_wait(&c->users, u, NULL);
   }
   if (!atomic_load(&c->closed) && tx_pending(c) > 0) {

@@ -126,8 +126,8 @@ struct pc_conn {
   /* Closing while other threads are inside calls (pc_close): the calls in
    * progress, the flag that turns them away, and an eventfd that wakes a
    * thread blocked on a pipe (-1 until a thread is about to block). */
-  _Atomic uint32_t users;
-  atomic_bool closing;
+  _Atomic uint32_t users;    /* calls inside, | PC__CLOSING once closing */
+  _Atomic unsigned fork_gen; /* pc__fork_gen when `users` was last valid */
   _Atomic int wake_fd;
 
   /* PC_SHARED ends (posix_shared.c): the per-direction shared records this
@@ -146,6 +146,10 @@ int pc__conn_new(int fd, int flags, pc_conn **out);
  * eventfd for pipe ends (made on first use), -1 for sockets (pc_close shuts
  * them down instead) and for waits that cannot block. */
 int pc__conn_wake(pc_conn *c, const pc__deadline *d);
+/* The flag pc_close sets in `users`: one word, so that a leaving call
+ * decides from its own atomic result whether to wake pc_close, and never
+ * touches the connection's memory after it is out. */
+#define PC__CLOSING 0x80000000u
 
 /* posix_shared.c: PC_SHARED ends. pc__shared_attach gives two fresh
  * connections of one pipe their shared records (one mapping). */

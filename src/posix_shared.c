@@ -21,7 +21,8 @@
  *    the bytes stop;
  *  - a process died inside the read/write call itself (a window of one
  *    non-blocking system call): the stream position is unknown, so the
- *    direction is marked broken and every later call reports PC_EPEERDIED.
+ *    direction is marked broken and every later call reports PC_EPEERDIED
+ *    (PC_EPROTO when what broke it was a malformed header).
  *
  * Reads never go beyond the current frame (no read-ahead: the bytes after it
  * belong to whichever process takes the next message).
@@ -59,7 +60,9 @@ struct pc__sdir {
   uint32_t rx_inflight;
   /* Either side. */
   _Atomic uint64_t poisoned[NPOISON]; /* frame index + 1; 0: free slot */
-  atomic_uint broken;
+  atomic_int broken; /* 0, or the code every later call returns:
+                      * PC_EPEERDIED (position lost with a dead process) or
+                      * PC_EPROTO (a malformed header) */
 };
 
 void (*pc__shared_hook)(int point);
@@ -173,7 +176,8 @@ static void poison(struct pc__sdir *s, uint64_t frame) {
     if (atomic_compare_exchange_strong(&s->poisoned[i], &zero, frame + 1))
       return;
   }
-  atomic_store(&s->broken, 1); /* more dead senders than slots: give up */
+  atomic_store(&s->broken,
+               PC_EPEERDIED); /* more dead senders than slots: give up */
 }
 
 static bool take_poison(struct pc__sdir *s, uint64_t frame) {
@@ -214,11 +218,11 @@ static int pad(pc_conn *c, struct pc__sdir *s) {
 
 static void tx_repair(pc_conn *c, struct pc__sdir *s) {
   if (s->tx_inflight) {
-    atomic_store(&s->broken, 1);
+    atomic_store(&s->broken, PC_EPEERDIED);
   } else if (s->tx_done > 0 && s->tx_done < s->tx_total) {
     poison(s, s->tx_frames);
     if (pad(c, s) != 0)
-      atomic_store(&s->broken, 1);
+      atomic_store(&s->broken, PC_EPEERDIED);
     else
       s->tx_frames++;
   } else if (s->tx_total > 0 && s->tx_done == s->tx_total) {
@@ -252,8 +256,8 @@ int pc__shared_send(pc_conn *c, const struct iovec *iov, int iovcnt,
   rc = lock_dir(&s->tx_mu, d, c, s, tx_repair);
   if (rc != 0)
     goto out;
-  if (atomic_load(&s->broken)) {
-    rc = PC_EPEERDIED;
+  if (atomic_load(&s->broken) != 0) {
+    rc = atomic_load(&s->broken);
     goto unlock;
   }
   s->tx_total = hl + total;
@@ -292,7 +296,7 @@ int pc__shared_send(pc_conn *c, const struct iovec *iov, int iovcnt,
     s->tx_frames++;
   } else if (s->tx_done > 0) {
     /* The peer is gone mid-frame (EPIPE...): nobody can resync. */
-    atomic_store(&s->broken, 1);
+    atomic_store(&s->broken, PC_EPEERDIED);
   }
   s->tx_total = s->tx_done = 0;
 unlock:
@@ -315,7 +319,7 @@ static void rx_reset(struct pc__sdir *s) {
 static void rx_repair(pc_conn *c, struct pc__sdir *s) {
   (void)c;
   if (s->rx_inflight)
-    atomic_store(&s->broken, 1);
+    atomic_store(&s->broken, PC_EPEERDIED);
   else if (s->rx_hdr_have > 0)
     s->rx_skip = 1; /* the dead receiver's message: discard its rest */
   s->rx_inflight = 0;
@@ -335,7 +339,7 @@ static int check_dead_sender(struct pc__sdir *s) {
   int l = pc__pmutex_lock(&s->tx_mu, &now);
   if (l == PC__LOCK_OWNERDEAD) {
     if (s->tx_inflight) {
-      atomic_store(&s->broken, 1);
+      atomic_store(&s->broken, PC_EPEERDIED);
       rc = PC_EPEERDIED;
     } else if (s->tx_done < s->tx_total && s->tx_frames == s->rx_frames) {
       /* Our frame: it ends after tx_done wire bytes, all already sent. */
@@ -374,7 +378,9 @@ static ssize_t rx_some(pc_conn *c, struct pc__sdir *s, void *dst, size_t n,
     if (w == 0) {
       if (first)
         return pc__deadline_code(d);
-      int k = atomic_load(&s->broken) ? PC_EPEERDIED : check_dead_sender(s);
+      int k = atomic_load(&s->broken);
+      if (k == 0)
+        k = check_dead_sender(s);
       if (k != 0)
         return k;
       continue;
@@ -416,7 +422,7 @@ static int rx_header(pc_conn *c, struct pc__sdir *s, const pc__deadline *d) {
     uint64_t len = 0;
     int h = pc__frame_parse(s->rx_hdr, s->rx_hdr_have, &len);
     if (h < 0) {
-      atomic_store(&s->broken, 1); /* no frame boundary can be trusted now */
+      atomic_store(&s->broken, PC_EPROTO); /* no boundary can be trusted */
       rc = PC_EPROTO;
     } else {
       s->rx_len = len;
@@ -462,8 +468,8 @@ ssize_t pc__shared_recv(pc_conn *c, int mode, size_t limit, void *into,
   if (rc != 0)
     return rc;
   for (;;) {
-    if (atomic_load(&s->broken)) {
-      rc = PC_EPEERDIED;
+    if (atomic_load(&s->broken) != 0) {
+      rc = atomic_load(&s->broken);
       break;
     }
     bool skipping = s->rx_skip != 0;
@@ -485,17 +491,18 @@ ssize_t pc__shared_recv(pc_conn *c, int mode, size_t limit, void *into,
     goto unlock;
 
   size_t len = (size_t)s->rx_len;
-  if (s->rx_len > (uint64_t)SSIZE_MAX) {
-    rc = mode == PC__SH_SIZE ? PC_ETOOBIG : -ENOMEM;
+  if (mode == PC__SH_SIZE) {
+    /* The frame stays for the next receive. */
+    rc = s->rx_len > (uint64_t)SSIZE_MAX ? PC_ETOOBIG : (ssize_t)len;
     goto unlock;
   }
-  if (mode == PC__SH_SIZE) {
-    rc = (ssize_t)len;
-    goto unlock; /* the frame stays for the next receive */
-  }
-  if (len > limit) {
+  if (s->rx_len > (uint64_t)limit) {
     /* Too big for this receiver: the frame stays in place for another. */
     rc = mode == PC__SH_INTO ? PC_ETOOSHORT : PC_ETOOBIG;
+    goto unlock;
+  }
+  if (s->rx_len > (uint64_t)SSIZE_MAX) {
+    rc = -ENOMEM; /* no process can hold it */
     goto unlock;
   }
   if (mode == PC__SH_INTO) {

@@ -1060,9 +1060,8 @@ static void expect_shared_code(pc_conn *r, int code) {
 
 /* Negative header, lengths beyond the address space, truncated headers and
  * payloads on shared ends (duplex and simplex): exact codes, sticky, and no
- * frame is read after a protocol error. After PC_EPROTO the direction is
- * marked broken, so the later calls report PC_EPEERDIED (not PC_EPROTO as
- * a private end does). */
+ * frame is read after a protocol error: PC_EPROTO stays, as on a private
+ * end (the direction is broken for every process sharing it). */
 static void test_shared_end_hostile_bytes(void **state) {
   (void)state;
   const int kinds[] = {PC_SHARED | PC_SIMPLEX, PC_SHARED};
@@ -1077,8 +1076,8 @@ static void test_shared_end_hostile_bytes(void **state) {
     raw_write(fd, hdr, small_header(hdr, 0x80000000u));
     raw_write(fd, "\0\0\0\x02no", 6); /* a valid frame after it */
     assert_rc(PC_EPROTO, pc_recv_bytes(r, &buf, &n, PC_NOLIMIT));
-    expect_shared_code(r, PC_EPEERDIED);
-    expect_shared_code(r, PC_EPEERDIED);
+    expect_shared_code(r, PC_EPROTO);
+    expect_shared_code(r, PC_EPROTO);
     pc_close(r);
     pc_close(w);
 

@@ -645,7 +645,7 @@ static int flush_before_receive(pc_conn *c, const pc__deadline *d) {
 
 /* Reads what is available into the read-ahead buffer (after making room).
  * Returns bytes read, 0 at end of stream, or -errno. */
-static ssize_t rb_fill(pc_conn *c, const pc__deadline *d) {
+static ssize_t rb_fill(pc_conn *c, const pc__deadline *d, size_t most) {
   if (c->rb_off > 0 && c->rb_off == c->rb_end) {
     c->rb_off = c->rb_end = 0;
   } else if (c->rb_off > 0 && RB_SIZE - c->rb_end < RB_PAYLOAD_MAX) {
@@ -653,8 +653,9 @@ static ssize_t rb_fill(pc_conn *c, const pc__deadline *d) {
     c->rb_end -= c->rb_off;
     c->rb_off = 0;
   }
+  size_t room = RB_SIZE - c->rb_end;
   ssize_t n = pc__io_read(atomic_load(&c->fd), c->kind, pc__conn_wake(c, d),
-                          c->rb + c->rb_end, RB_SIZE - c->rb_end, d);
+                          c->rb + c->rb_end, room < most ? room : most, d);
   if (n > 0)
     c->rb_end += (size_t)n;
   return n;
@@ -683,13 +684,17 @@ static int rx_header(pc_conn *c, const pc__deadline *d) {
       c->rx_len = len;
       c->rx_have = 0;
       c->rx_have_hdr = true;
+      c->rx_large_last = len > RB_PAYLOAD_MAX;
       break;
     }
     if (h < 0) {
       c->rx_status = h; /* no further bytes are read as frames */
       continue;
     }
-    ssize_t n = rb_fill(c, d);
+    /* After a large message the next is likely large too: take just the
+     * header, so its payload goes straight to where it belongs. */
+    ssize_t n =
+        rb_fill(c, d, c->rx_large_last ? PC__HDR_LARGE - avail : SIZE_MAX);
     if (n == 0)
       c->rx_status = avail == 0 ? PC_EOF : PC_ETRUNCATED;
     else if (n < 0) {
@@ -760,7 +765,7 @@ static int rx_payload(pc_conn *c, const pc__deadline *d) {
         rc = c->rx_status;
         break;
       }
-      ssize_t n = rb_fill(c, d);
+      ssize_t n = rb_fill(c, d, SIZE_MAX);
       if (n == 0) {
         c->rx_status = PC_ETRUNCATED;
       } else if (n < 0) {

@@ -117,6 +117,9 @@ struct pc_conn {
   size_t rb_off;         /* first unconsumed byte */
   size_t rb_end;         /* end of valid bytes */
   bool rx_have_hdr;      /* the next message's header has been parsed */
+  bool rx_large_last;    /* the last header announced a payload too large for
+                       * read-ahead: read only a header's worth next, so
+                       * a stream of large messages is not copied twice */
   uint64_t rx_len;       /* its payload length */
   unsigned char *rx_msg; /* payload held outside rb (large or resumed) */
   size_t rx_msg_cap;

@@ -13,6 +13,16 @@
 #include <time.h>
 #include <sys/syscall.h>
 #include <unistd.h>
+#include <pthread.h>
+
+/* valgrind's client requests, when its headers are installed (they come
+ * with valgrind, which is what PIPECONN_VALGRIND needs anyway). */
+#if defined(__has_include)
+#if __has_include(<valgrind/valgrind.h>)
+#include <valgrind/valgrind.h>
+#define PC_TEST_HAVE_VALGRIND_H 1
+#endif
+#endif
 
 void pc_test_assert_rc(long expected, long actual, const char *expr,
                        const char *file, int line) {
@@ -157,3 +167,37 @@ void pc_test_sync_close(pc_test_sync *s) {
   close(s->rd);
   close(s->wr);
 }
+
+double pc_test_scale(void) {
+  const char *s = getenv("PC_TEST_SCALE");
+  double f = s != NULL ? strtod(s, NULL) : 1.0;
+  return f > 0 && f <= 1 ? f : 1.0;
+}
+
+size_t pc_test_scaled(size_t n) {
+  size_t r = (size_t)((double)n * pc_test_scale());
+  return r > 0 ? r : 1;
+}
+
+bool pc_test_valgrind(void) {
+#ifdef PC_TEST_HAVE_VALGRIND_H
+  if (RUNNING_ON_VALGRIND)
+    return true;
+#endif
+  return getenv("PC_TEST_VALGRIND") != NULL;
+}
+
+/* In every child forked under valgrind (by pc_test_fork or by a test's own
+ * fork()): no leak check at its exit, since the child's heap is a copy of
+ * its parent's (see helpers.h). The parent's own exit is checked in full. */
+#ifdef PC_TEST_HAVE_VALGRIND_H
+static void child_after_fork(void) {
+  if (RUNNING_ON_VALGRIND)
+    VALGRIND_CLO_CHANGE("--leak-check=no");
+}
+
+__attribute__((constructor)) static void setup_valgrind_children(void) {
+  if (RUNNING_ON_VALGRIND)
+    pthread_atfork(NULL, NULL, child_after_fork);
+}
+#endif

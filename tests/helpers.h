@@ -63,4 +63,19 @@ void pc_test_sync_post(pc_test_sync *s);
 int pc_test_sync_wait(pc_test_sync *s, int timeout_ms);
 void pc_test_sync_close(pc_test_sync *s);
 
+/* Heavy tests and slow builds. PIPECONN_VALGRIND runs every test executable
+ * with PC_TEST_VALGRIND=1 and PC_TEST_SCALE=0.1 in its environment (see
+ * cmake/valgrind.cmake); anyone may set PC_TEST_SCALE (0 < scale <= 1) by
+ * hand too. A test with a heavy workload (big messages, many iterations)
+ * sizes it with pc_test_scaled() instead of skipping it, so every code path
+ * still runs. pc_test_scale returns the factor (1 when unset or invalid);
+ * pc_test_scaled(n) returns n times it, at least 1. pc_test_valgrind tells
+ * whether the test runs under valgrind (where, e.g., RSS figures and timings
+ * mean little). In a child forked under valgrind the leak check at exit is
+ * switched off: the child holds a copy of every block of its parent, which it
+ * neither made nor owns; its memory errors are still reported. */
+double pc_test_scale(void);
+size_t pc_test_scaled(size_t n);
+bool pc_test_valgrind(void);
+
 #endif

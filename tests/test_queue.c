@@ -118,7 +118,9 @@ static void test_new_and_free_arguments(void **state) {
   o.capacity = SIZE_MAX - 10;
   assert_rc(-EINVAL, pc_queue_new_ex(&q, &o));
   o.capacity = (size_t)1 << 60; /* more address space than exists */
-  assert_rc(-ENOMEM, pc_queue_new_ex(&q, &o));
+  int rc = pc_queue_new_ex(&q, &o);
+  if (!(pc_test_valgrind() && rc == -EINVAL)) /* valgrind's mmap says so */
+    assert_rc(-ENOMEM, rc);
   assert_ptr_equal(q, before);
   pc_queue_free(NULL);
 

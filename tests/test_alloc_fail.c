@@ -160,15 +160,6 @@ static void retried_ok(long rc, const char *expr, int line) {
  * as -ETIMEDOUT instead of a hang. */
 #define BOUND_MS 10000
 
-static size_t test_scale(size_t n) {
-  const char *s = getenv("PC_TEST_SCALE");
-  double f = s != NULL ? atof(s) : 1.0;
-  if (f <= 0 || f > 1)
-    f = 1.0;
-  size_t r = (size_t)((double)n * f);
-  return r > 0 ? r : 1;
-}
-
 static void pair(pc_conn **a, pc_conn **b, int flags) {
   assert_rc(0, pc_pipe(a, b, flags));
   assert_rc(0, pc_set_timeout(*a, BOUND_MS));
@@ -471,7 +462,7 @@ static void wl_large(void) {
   peer pr;
   int rc;
   ssize_t sz;
-  size_t len = test_scale(1u << 20);
+  size_t len = pc_test_scaled(1u << 20);
   pair(&a, &b, 0);
 
   peer_start(&pr, a, true, len, 1, -1, NULL);
@@ -507,7 +498,7 @@ static void wl_huge(void) {
   pc_conn *a, *b;
   peer pr;
   int rc;
-  size_t len = test_scale((64u << 20) + 4096);
+  size_t len = pc_test_scaled((64u << 20) + 4096);
   pair(&a, &b, 0);
   peer_start(&pr, a, true, len, 4, -1, NULL);
   void *p = NULL;
@@ -529,7 +520,7 @@ static void wl_huge_shared(void) {
   pc_conn *a, *b;
   peer pr;
   int rc;
-  size_t len = test_scale((64u << 20) + 4096);
+  size_t len = pc_test_scaled((64u << 20) + 4096);
   void *p = NULL;
   size_t n = 0;
   pair(&a, &b, PC_SHARED);
@@ -649,7 +640,9 @@ static pc_value *nested_value(size_t big_bytes) {
   assert_rc(0, pc_value_list_append(root, d)); /* shared reference */
   pc_value_free(d);
   pc_value *l = pc_value_list();
-  for (int i = 0; i < 300; i++)
+  /* Most of the sweep's runs come from this list (each run encodes and
+   * decodes all of it): PC_TEST_SCALE shortens it. */
+  for (int i = 0; i < (int)pc_test_scaled(300); i++)
     assert_rc(0, pc_value_list_append_steal(l, i % 3 ? pc_value_int(i)
                                                      : pc_value_str("item")));
   assert_rc(0, pc_value_list_append_steal(root, l));
@@ -691,14 +684,15 @@ static void send_value(pc_conn *tx, pc_conn *rx, const pc_value *v) {
 }
 
 /* pc_send / pc_recv (pickle) of nested values on private and shared ends;
- * the second value's payload is larger than the read-ahead buffer. */
+ * the second value's payload is larger than the read-ahead buffer (unless
+ * PC_TEST_SCALE shrinks it). */
 static void wl_pickle(void) {
   static const int flags[] = {0, PC_SHARED};
   for (size_t i = 0; i < 2; i++) {
     pc_conn *a, *b;
     pair(&a, &b, flags[i]);
     for (size_t big = 100; big <= 100000; big *= 1000) {
-      pc_value *v = nested_value(big);
+      pc_value *v = nested_value(big == 100 ? big : pc_test_scaled(big));
       send_value(a, b, v);
       recv_value(a, b, v);
       send_value(b, a, v);
@@ -775,7 +769,7 @@ static void wl_shared(void) {
   expect_msg(a, "x", 1);
   expect_msg(a, "yz", 2);
 
-  size_t len = test_scale(1u << 20);
+  size_t len = pc_test_scaled(1u << 20);
   peer_start(&pr, a, true, len, 7, -1, NULL);
   TRY(rc, pc_recv_bytes(b, &p, &n, PC_NOLIMIT));
   assert_int_equal(n, len);

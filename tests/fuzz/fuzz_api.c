@@ -6,8 +6,8 @@
  * pc_send_bytesv, pc_send_batch), receives (pc_recv_bytes with and without
  * a limit, pc_recv_bytes_into, pc_next_size), pc_poll and pc_wait, timeouts
  * 0, -1 and a few milliseconds, pc_flush, pc_set_buffered (send buffers),
- * state queries and pc_close of either end, on a duplex, simplex, PC_SHARED duplex or PC_SHARED simplex
- * pair. A model keeps, per direction, the messages each successful send
+ * state queries and pc_close of either end, on a duplex, simplex, PC_SHARED
+ * duplex or PC_SHARED simplex pair. A model keeps, per direction, the messages each successful send
  * committed; each payload is a pattern of its direction, sequence number and
  * offset, so a receive proves it got the right message, whole and in order.
  * Every return code is checked against the documented set for the state the

@@ -107,7 +107,7 @@ typedef struct fz {
   int timeout;      /* the receiver's timeout */
   bool unreadable;  /* private duplex end after PC_ETOOBIG */
   bool gone;        /* private simplex end closed by PC_ETOOBIG */
-  bool broken;      /* shared end after PC_EPROTO: PC_EPEERDIED from now */
+  bool broken;      /* shared end after PC_EPROTO (sticky) */
   bool truncated;   /* PC_ETRUNCATED was reported: it is sticky */
   size_t consumed;  /* shared: stream bytes taken from the descriptor */
   bool ready;       /* thread mode: a poll said a receive will not wait */
@@ -131,7 +131,7 @@ static long expect(const fz *f, enum op op, size_t limit) {
   if (f->unreadable)
     return PC_EWRITEONLY;
   if (f->broken)
-    return op == R_POLL ? 1 : PC_EPEERDIED;
+    return op == R_POLL ? 1 : PC_EPROTO;
   if (f->truncated)
     return op == R_POLL ? 1 : PC_ETRUNCATED;
   item it = cur(f);
@@ -165,15 +165,11 @@ static long expect(const fz *f, enum op op, size_t limit) {
       return -ENOMEM;
     return all || f->closed ? 1 : X_WAIT;
   case R_INTO:
-    if (f->shared && huge)
-      return -ENOMEM;
     if (it.len > limit)
       return PC_ETOOSHORT;
     break;
   case R_BYTES:
   case R_OBJ:
-    if (f->shared && huge)
-      return -ENOMEM;
     if (it.len > limit)
       return PC_ETOOBIG;
     if (huge)

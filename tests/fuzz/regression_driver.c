@@ -8,7 +8,7 @@
  *   fuzz_frame_replay [-v] DIR_OR_FILE...
  *
  * The inputs run in a child process, one after the other; when a check
- * fails (abort) or an input hangs (SIGALRM after 60 s), the child dies, the
+ * fails (abort) or an input hangs (SIGALRM after 20 s), the child dies, the
  * driver names that input and goes on with the next one in a new child, so
  * every failing input is named. The child exits normally at the end, so a
  * sanitizer build checks for leaks then; if that check fails, the inputs of
@@ -28,7 +28,7 @@
 
 #include "fuzz_common.h"
 
-#define INPUT_SECONDS 60
+#define INPUT_SECONDS 20
 
 static bool verbose;
 static char **paths;

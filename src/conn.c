@@ -310,7 +310,8 @@ static int write_all(pc_conn *c, const pc__deadline *d, struct iovec *iov,
     size_t k = (size_t)n;
     while (k > 0) {
       size_t step = k < iov[i].iov_len ? k : iov[i].iov_len;
-      iov[i].iov_base = (unsigned char *)iov[i].iov_base + step;
+      if (step > 0) /* an empty entry may have a NULL base */
+        iov[i].iov_base = (unsigned char *)iov[i].iov_base + step;
       iov[i].iov_len -= step;
       k -= step;
       if (iov[i].iov_len == 0)
@@ -626,19 +627,17 @@ static int set_buffered_impl(pc_conn *c, size_t size) {
 }
 
 /* Before a receive on a buffered connection: send what waits, so that a
- * request is never stuck in our buffer while we wait for its reply. Skipped
- * when another thread holds the send side (it is sending anyway). A timeout
- * is the receive's own; other send errors surface on the next send. */
-static int flush_before_receive(pc_conn *c, const pc__deadline *d) {
-  int rc = 0;
-  if (c->tx_bufsize > 0 && atomic_load(&c->writable) &&
+ * request is never stuck in our buffer while we wait for its reply. Within
+ * the receive's deadline, skipped when another thread holds the send side
+ * (it is sending anyway). Best effort: whether or not it all went out, the
+ * receive goes on -- a message that is already here must not wait for our
+ * own sends. Send errors surface on the next send. */
+static void flush_before_receive(pc_conn *c, const pc__deadline *d) {
+  if (c->tx_bufsize > 0 && tx_pending(c) > 0 && atomic_load(&c->writable) &&
       pthread_mutex_trylock(&c->tx_mu) == 0) {
-    rc = flush_rest(c, d);
+    (void)flush_rest(c, d);
     pthread_mutex_unlock(&c->tx_mu);
-    if (rc != -EAGAIN && rc != -ETIMEDOUT)
-      rc = 0;
   }
-  return rc;
 }
 
 /* ================================================================ receiving */
@@ -836,7 +835,7 @@ static int recv_begin(pc_conn *c, pc__deadline *d) {
   int rc = check_recv(c);
   if (rc == 0) {
     *d = conn_deadline(c);
-    rc = flush_before_receive(c, d);
+    flush_before_receive(c, d);
   }
   if (rc == 0) {
     rc = lock_within(&c->rx_mu, d);
@@ -1005,9 +1004,7 @@ static int poll_impl(pc_conn *c, int timeout_ms) {
   if (c->sh_rx != NULL)
     return pc__shared_poll(c, timeout_ms);
   d = pc__deadline_from_ms(timeout_ms);
-  rc = flush_before_receive(c, &d);
-  if (rc != 0)
-    return 0; /* could not even send what waits: nothing to receive yet */
+  flush_before_receive(c, &d);
   rc = lock_within(&c->rx_mu, &d);
   if (rc == -EAGAIN || rc == -ETIMEDOUT)
     return 0; /* another thread is receiving: nothing for us yet */
@@ -1131,7 +1128,14 @@ int pc_close(pc_conn *c) {
     uint32_t u;
     while ((u = atomic_load(&c->users)) != PC__CLOSING)
       pc__futex_wait(&c->users, u, NULL);
+    /* Everyone is out and nobody may come in: the eventfd has done its job
+     * and would cancel the flush below. */
+    w = atomic_exchange(&c->wake_fd, -1);
+    if (w >= 0)
+      close(w);
   }
+  /* Only this thread is left: waits may block normally again. */
+  atomic_store(&c->users, 0);
   if (!atomic_load(&c->closed) && tx_pending(c) > 0) {
     pc__deadline d = conn_deadline(c);
     pthread_mutex_lock(&c->tx_mu);

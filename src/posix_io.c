@@ -136,8 +136,12 @@ static void sigpipe_block(sigpipe_guard *g) {
   g->was_pending = sigpending(&pending) == 0 && sigismember(&pending, SIGPIPE);
 }
 
-static void sigpipe_restore(sigpipe_guard *g, bool got_epipe) {
-  if (got_epipe && !g->was_pending) {
+/* raised: the write may have raised SIGPIPE -- it failed with EPIPE, or a
+ * blocking write came back short because the reader went away mid-way
+ * (then it returns a count, yet SIGPIPE was sent). Consuming with a zero
+ * timeout is harmless when nothing is pending. */
+static void sigpipe_restore(sigpipe_guard *g, bool raised) {
+  if (raised && !g->was_pending) {
     sigset_t set;
     struct timespec zero = {0, 0};
     sigemptyset(&set);
@@ -192,7 +196,11 @@ static ssize_t write_once(int fd, enum pc__fdkind kind, const struct iovec *iov,
       }
     }
     int e = n < 0 ? errno : 0;
-    sigpipe_restore(&g, e == EPIPE);
+    size_t total = 0;
+    for (int i = 0; i < iovcnt; i++)
+      total += iov[i].iov_len;
+    sigpipe_restore(&g,
+                    e == EPIPE || (!nonblock && n >= 0 && (size_t)n < total));
     if (n < 0) {
       if (e == EOPNOTSUPP && nonblock) {
         __atomic_store_n(&nowait_unsupported, 1, __ATOMIC_RELAXED);

@@ -61,8 +61,9 @@ struct pc__sdir {
   /* Either side. */
   _Atomic uint64_t poisoned[NPOISON]; /* frame index + 1; 0: free slot */
   atomic_int broken; /* 0, or the code every later call returns:
-                      * PC_EPEERDIED (position lost with a dead process) or
-                      * PC_EPROTO (a malformed header) */
+                      * PC_EPEERDIED (position lost with a dead process),
+                      * PC_EPROTO (a malformed header) or PC_ETRUNCATED
+                      * (end of stream inside a frame) */
 };
 
 void (*pc__shared_hook)(int point);
@@ -285,7 +286,8 @@ int pc__shared_send(pc_conn *c, const struct iovec *iov, int iovcnt,
     }
     for (size_t k = n > 0 ? (size_t)n : 0; k > 0;) {
       size_t step = k < v[i].iov_len ? k : v[i].iov_len;
-      v[i].iov_base = (unsigned char *)v[i].iov_base + step;
+      if (step > 0) /* an empty entry may have a NULL base */
+        v[i].iov_base = (unsigned char *)v[i].iov_base + step;
       v[i].iov_len -= step;
       k -= step;
       if (v[i].iov_len == 0)
@@ -545,6 +547,10 @@ ssize_t pc__shared_recv(pc_conn *c, int mode, size_t limit, void *into,
     s->rx_skip = 1;
   }
 unlock:
+  /* End of stream inside a frame: no writer is left, so every later
+   * receive, in any process, must say so too. */
+  if (rc == PC_ETRUNCATED)
+    atomic_store(&s->broken, PC_ETRUNCATED);
   pc__pmutex_unlock(&s->rx_mu);
   if (mode == PC__SH_MALLOC)
     free(buf);

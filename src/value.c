@@ -937,9 +937,22 @@ static uint64_t hash_big(const pbig *b) {
   return h;
 }
 
+/* Work budgets for hashing and comparing. A value may share one container
+ * many times (a pickle's memo makes a 60-level tree of shared tuples in 126
+ * bytes: 2^60 nodes to walk), so depth alone does not bound the work. Each
+ * top-level call (a container operation hashing a key, pc_value_equal)
+ * starts a fresh budget of node visits; running out is PC_ELIMIT. */
+#define WALK_BUDGET (1L << 22)
+static _Thread_local long hash_budget;
+static _Thread_local long equal_budget;
+
 int pc__value_hash(const pc_value *v, uint64_t *out, int depth) {
   int rc = 0;
   uint64_t h = 0;
+  if (depth <= 1) {
+    hash_budget = WALK_BUDGET;
+    equal_budget = WALK_BUDGET; /* the key's lookup compares next */
+  }
   if (pc__is_small(v)) {
     h = hash_i64(pc__small_val(v));
   } else {
@@ -965,7 +978,8 @@ int pc__value_hash(const pc_value *v, uint64_t *out, int depth) {
     }
     case PC_TYPE_TUPLE: {
       const pseq *s = (const pseq *)v;
-      if (depth >= PC_VALUE_MAX_DEPTH) {
+      hash_budget -= (long)s->len + 1;
+      if (depth >= PC_VALUE_MAX_DEPTH || hash_budget < 0) {
         rc = PC_ELIMIT;
         break;
       }
@@ -1085,7 +1099,7 @@ static int equal_depth(const pc_value *a, const pc_value *b, int depth) {
       rc = ((const pstr *)a)->len == ((const pstr *)b)->len &&
            memcmp(str_data((const pstr *)a), str_data((const pstr *)b),
                   ((const pstr *)a)->len) == 0;
-    else if (depth >= PC_VALUE_MAX_DEPTH)
+    else if (depth >= PC_VALUE_MAX_DEPTH || --equal_budget < 0)
       rc = PC_ELIMIT;
     else
       rc = equal_containers(a, b, ta, depth);
@@ -1094,6 +1108,7 @@ static int equal_depth(const pc_value *a, const pc_value *b, int depth) {
 }
 
 int pc_value_equal(const pc_value *a, const pc_value *b) {
+  equal_budget = WALK_BUDGET;
   return equal_depth(a, b, 0);
 }
 

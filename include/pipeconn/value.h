@@ -53,7 +53,10 @@ extern "C" {
  * depth 0, a list of scalars depth 1). pc_value_equal, pc_value_repr, hashing
  * and pickling report PC_ELIMIT (or NULL) beyond it instead of exhausting the
  * stack; they use at most a few hundred bytes of stack per level. Releasing a
- * value never recurses, whatever its depth.
+ * value never recurses, whatever its depth. Work is bounded too: a value
+ * that shares one container many times (a few bytes of pickle can describe
+ * 2^60 nodes through the memo) makes hashing and pc_value_equal report
+ * PC_ELIMIT after about four million node visits instead of walking it.
  *
  * Python equivalents: the Python type of each value is what pc_type_name()
  * returns; where a function has a Python equivalent, its comment names it.
@@ -295,7 +298,8 @@ PC_API int pc_value_contains(const pc_value *container, const pc_value *item);
  * containers compare by identity first: the same NaN object inside two
  * containers compares equal, as in Python.
  * Returns 1 (equal), 0 (not equal), or PC_ELIMIT (nested deeper than
- * PC_VALUE_MAX_DEPTH). NULL equals only NULL. */
+ * PC_VALUE_MAX_DEPTH, or more than about four million containers visited).
+ * NULL equals only NULL. */
 PC_API int pc_value_equal(const pc_value *a, const pc_value *b);
 
 /* pc_value_identical is a strict structural comparison, stricter than ==:

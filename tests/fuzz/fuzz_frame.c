@@ -359,8 +359,16 @@ static void check(fz *f, enum op op, size_t limit, long got, const void *data,
       f->consumed = f->fed;
     }
   }
-  if (op == R_POLL && got == 1)
+  if (op == R_POLL && got == 1) {
     f->ready = true;
+    /* A private end's poll reads the message in; if the peer closed inside
+     * its payload, the end now knows, and every receive form reports
+     * PC_ETRUNCATED from here on, as for a receive that found it. */
+    item now = cur(f);
+    if (!f->shared && !f->thread && f->closed && now.kind == K_TRUNC_PAY &&
+        f->fed >= now.off + now.hl && now.len <= (uint64_t)SSIZE_MAX)
+      f->truncated = true;
+  }
 }
 
 /* The limit for a receive: none, the exact length, one less, or fixed. */

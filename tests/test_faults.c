@@ -775,6 +775,11 @@ static int emfile_child(void *arg) {
  * slots free and after everything is released, every combination works. */
 static void test_descriptor_exhaustion_is_emfile_and_recovers(void **state) {
   (void)state;
+  if (pc_test_valgrind()) {
+    print_message("under valgrind: skipped (it does not hold socketpair(2) "
+                  "to a lowered RLIMIT_NOFILE)\n");
+    skip();
+  }
   pc_test_wait_ok(pc_test_fork(emfile_child, NULL), 60);
 }
 

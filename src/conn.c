@@ -19,6 +19,7 @@
  * end never wait for each other.
  */
 #include <limits.h>
+#include <sched.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -43,6 +44,9 @@
 
 /* Bumped in every child after fork() (see adopt_after_fork). */
 static _Atomic unsigned fork_gen;
+/* A connection's generation while one thread adopts it (never a real one:
+ * the counter would need 4 billion forks to reach it). */
+#define GEN_ADOPTING UINT_MAX
 static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
 
 static void on_fork_child(void) { atomic_fetch_add(&fork_gen, 1); }
@@ -113,11 +117,20 @@ int pc__conn_wake(pc_conn *c, const pc__deadline *d) {
 static void adopt_after_fork(pc_conn *c) {
   unsigned now = atomic_load(&fork_gen);
   unsigned was = atomic_load(&c->fork_gen);
-  if (was != now && atomic_compare_exchange_strong(&c->fork_gen, &was, now)) {
-    atomic_fetch_and(&c->users, PC__CLOSING);
-    int w = atomic_exchange(&c->wake_fd, -1);
-    if (w >= 0)
-      close(w); /* our copy only: the parent keeps its own */
+  /* One thread adopts; the others wait until it has published the new
+   * generation, so none can count itself in before the reset. */
+  while (was != now) {
+    if (was == GEN_ADOPTING) {
+      sched_yield();
+      was = atomic_load(&c->fork_gen);
+    } else if (atomic_compare_exchange_weak(&c->fork_gen, &was, GEN_ADOPTING)) {
+      atomic_fetch_and(&c->users, PC__CLOSING);
+      int w = atomic_exchange(&c->wake_fd, -1);
+      if (w >= 0)
+        close(w); /* our copy only: the parent keeps its own */
+      atomic_store(&c->fork_gen, now);
+      was = now;
+    }
   }
 }
 

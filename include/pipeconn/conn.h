@@ -98,6 +98,10 @@ enum pc_conn_flags {
  *    Python's poll does (another process may take the message first).
  *  - PC_ETOOBIG and PC_ETOOSHORT leave the message in place for the next
  *    receive, in this process or another; the end stays readable.
+ *  - -ENOMEM before any byte of a payload was read keeps the message; a
+ *    payload over 64 MiB whose buffer cannot grow after its first 64 MiB
+ *    arrived is lost (skipped to its end), and the next receive gets the
+ *    next message.
  *  - A process killed while it holds a lock never hangs the others:
  *    a receiver killed mid-message costs exactly that message (the next
  *    receiver skips its rest); a sender killed mid-frame makes the next

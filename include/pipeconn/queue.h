@@ -160,8 +160,8 @@ PC_API int pc_queue_get(pc_queue *q, void **obj, int timeout_ms);
 
 /* pc_queue_qsize returns the number of items in the queue (>= 0): exact at
  * the moment it is read (under the lock), though others may change it right
- * after. Python: qsize() (which is approximate there, and not implemented
- * on macOS). Returns -EINVAL for NULL, -ENOTRECOVERABLE. Thread-safe. */
+ * after. Python: qsize() (which is approximate there, and raises
+ * NotImplementedError on macOS). Returns -EINVAL for NULL, -ENOTRECOVERABLE. Thread-safe. */
 PC_API ssize_t pc_queue_qsize(pc_queue *q);
 
 /* pc_queue_empty returns 1 if the queue holds no item, 0 if it holds some,

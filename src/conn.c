@@ -37,6 +37,10 @@
  * (memory follows data, not headers); smaller ones are allocated at once.
  * Large malloc blocks are mmap'd, so untouched pages cost nothing. */
 #define UPFRONT_MAX (64u * 1024u * 1024u)
+/* How far ahead of the data a large payload's pages are populated at once
+ * (pc__io_prefault): the most memory a peer's header makes us touch before
+ * the bytes to fill it arrive. */
+#define PREFAULT_WINDOW (2u * 1024u * 1024u)
 /* Messages per system call in pc_send_batch (two iovecs each). */
 #define BATCH_CHUNK 512
 
@@ -114,9 +118,7 @@ int pc__conn_wake(pc_conn *c, const pc__deadline *d) {
  * in a new process forgets both, so pc_close neither waits for ghosts nor
  * wakes the parent's threads. The generation changes in a pthread_atfork
  * child handler: one counter, no list of connections. */
-static void adopt_after_fork(pc_conn *c) {
-  unsigned now = atomic_load(&fork_gen);
-  unsigned was = atomic_load(&c->fork_gen);
+static void adopt_slow(pc_conn *c, unsigned now, unsigned was) {
   /* One thread adopts; the others wait until it has published the new
    * generation, so none can count itself in before the reset. */
   while (was != now) {
@@ -132,6 +134,14 @@ static void adopt_after_fork(pc_conn *c) {
       was = now;
     }
   }
+}
+
+/* Called first by every entry point: two loads when nothing forked. */
+static inline void adopt_after_fork(pc_conn *c) {
+  unsigned now = atomic_load_explicit(&fork_gen, memory_order_acquire);
+  unsigned was = atomic_load_explicit(&c->fork_gen, memory_order_acquire);
+  if (was != now)
+    adopt_slow(c, now, was);
 }
 
 /* Every call that may block counts itself in `users`, so pc_close can wake
@@ -303,6 +313,19 @@ static void gather(const struct iovec *iov, size_t from, size_t to,
   }
 }
 
+/* Moves past the first k bytes of iov[*i..), in place. */
+static void iov_advance(struct iovec *iov, int *i, size_t k) {
+  while (k > 0) {
+    size_t step = k < iov[*i].iov_len ? k : iov[*i].iov_len;
+    if (step > 0) /* an empty entry may have a NULL base */
+      iov[*i].iov_base = (unsigned char *)iov[*i].iov_base + step;
+    iov[*i].iov_len -= step;
+    k -= step;
+    if (iov[*i].iov_len == 0)
+      (*i)++;
+  }
+}
+
 /* Writes all of iov[0..cnt) (total bytes), advancing the array in place.
  * Returns 0, or the error with *sent bytes already written. */
 static int write_all(pc_conn *c, const pc__deadline *d, struct iovec *iov,
@@ -320,16 +343,7 @@ static int write_all(pc_conn *c, const pc__deadline *d, struct iovec *iov,
       break;
     }
     done += (size_t)n;
-    size_t k = (size_t)n;
-    while (k > 0) {
-      size_t step = k < iov[i].iov_len ? k : iov[i].iov_len;
-      if (step > 0) /* an empty entry may have a NULL base */
-        iov[i].iov_base = (unsigned char *)iov[i].iov_base + step;
-      iov[i].iov_len -= step;
-      k -= step;
-      if (iov[i].iov_len == 0)
-        i++;
-    }
+    iov_advance(iov, &i, (size_t)n);
   }
   *sent = done;
   return rc;
@@ -484,6 +498,54 @@ static int send_begin(pc_conn *c, pc__deadline *d) {
   return rc;
 }
 
+/* The largest scatter-gather list the fast path takes (the frame header
+ * makes one more entry). */
+#define FAST_IOV 8
+/* send_fast's answer when the general path must take the send. */
+#define NOT_FAST 1
+
+/*
+ * The send nearly every program makes -- blocking, unbuffered, on a socket
+ * end of this process, nothing held back from an earlier send -- with one
+ * lock and one sendmsg, without the deadline and hold-back machinery of
+ * send_frames. A blocking send is never cut short by a deadline, so there is
+ * never a tail to keep: a short write is finished, an error ends the call.
+ * Returns NOT_FAST, before sending anything, when one of those conditions
+ * does not hold (pipe ends always take the general path: they need a wake-up
+ * descriptor and the SIGPIPE guard).
+ */
+static int send_fast(pc_conn *c, const struct iovec *iov, int iovcnt,
+                     size_t total) {
+  static const pc__deadline forever = {0, true, false};
+  int rc = check_send(c);
+  if (rc != 0)
+    return rc;
+  pthread_mutex_lock(&c->tx_mu);
+  if (c->tx_rest_len > 0 || c->tx_bufsize > 0) {
+    rc = NOT_FAST;
+  } else {
+    unsigned char hdr[PC__HDR_LARGE];
+    struct iovec v[FAST_IOV + 1];
+    int cnt = iovcnt + 1, i = 0;
+    size_t hl = pc__frame_header(hdr, total);
+    v[0].iov_base = hdr;
+    v[0].iov_len = hl;
+    for (int k = 0; k < iovcnt; k++)
+      v[k + 1] = iov[k];
+    ssize_t n = pc__io_send_blocking(atomic_load(&c->fd), v, cnt);
+    if (n < 0) {
+      rc = (int)n;
+    } else if ((size_t)n < hl + total) {
+      size_t sent = 0;
+      iov_advance(v, &i, (size_t)n);
+      rc =
+          write_all(c, &forever, v + i, cnt - i, hl + total - (size_t)n, &sent);
+    }
+  }
+  pthread_mutex_unlock(&c->tx_mu);
+  return rc;
+}
+
 static int send_bytesv_impl(pc_conn *c, const struct iovec *iov, int iovcnt) {
   int rc;
   pc__deadline d;
@@ -503,6 +565,12 @@ static int send_bytesv_impl(pc_conn *c, const struct iovec *iov, int iovcnt) {
   if (c != NULL && c->sh_tx != NULL && (rc = check_send(c)) == 0) {
     d = conn_deadline(c);
     return pc__shared_send(c, iov, iovcnt, total, &d);
+  }
+  if (c != NULL && c->kind == PC__FD_SOCKET && iovcnt <= FAST_IOV &&
+      atomic_load_explicit(&c->timeout_ms, memory_order_relaxed) < 0) {
+    rc = send_fast(c, iov, iovcnt, total);
+    if (rc != NOT_FAST)
+      return rc;
   }
   if (iovcnt >= 9) {
     v = malloc(((size_t)iovcnt + 1) * sizeof *v);
@@ -717,6 +785,27 @@ static int rx_header(pc_conn *c, const pc__deadline *d) {
   return rc;
 }
 
+/* Populating a large payload's pages ahead of the reads that fill them. */
+typedef struct prefault {
+  size_t done; /* base[..done) has been seen to */
+  bool capped; /* the last window was fresh memory: reads stop at `done` */
+} prefault;
+
+/* Before a read into base[have..end): keeps the pages up to a window ahead
+ * of the data populated (pc__io_prefault) and returns how many bytes the
+ * read may take. One read can take many megabytes when the peer keeps up, so
+ * while the memory is found fresh, reads stop at the end of the populated
+ * window; the next window is checked while its first page is untouched. */
+static size_t prefault_ahead(prefault *pf, unsigned char *base, size_t have,
+                             size_t end) {
+  if (pf->done < end && have + PREFAULT_WINDOW / 2 >= pf->done) {
+    size_t to = end - have > PREFAULT_WINDOW ? have + PREFAULT_WINDOW : end;
+    pf->capped = pc__io_prefault(base + pf->done, to - pf->done);
+    pf->done = to;
+  }
+  return pf->capped && pf->done > have ? pf->done - have : end - have;
+}
+
 /* Reads into rx_msg[rx_have..) (growing it as bytes arrive) until the whole
  * payload is there. */
 static int rx_into_msg(pc_conn *c, const pc__deadline *d) {
@@ -739,6 +828,7 @@ static int rx_into_msg(pc_conn *c, const pc__deadline *d) {
     c->rb_off += inrb;
     c->rx_have = inrb;
   }
+  prefault pf = {c->rx_have, false};
   while (c->rx_have < len) {
     if (c->rx_have == c->rx_msg_cap) {
       size_t cap = c->rx_msg_cap * 2 < len ? c->rx_msg_cap * 2 : len;
@@ -750,9 +840,9 @@ static int rx_into_msg(pc_conn *c, const pc__deadline *d) {
       c->rx_msg = p;
       c->rx_msg_cap = cap;
     }
-    ssize_t n =
-        pc__io_read(atomic_load(&c->fd), c->kind, pc__conn_wake(c, d),
-                    c->rx_msg + c->rx_have, c->rx_msg_cap - c->rx_have, d);
+    size_t want = prefault_ahead(&pf, c->rx_msg, c->rx_have, c->rx_msg_cap);
+    ssize_t n = pc__io_read(atomic_load(&c->fd), c->kind, pc__conn_wake(c, d),
+                            c->rx_msg + c->rx_have, want, d);
     if (n > 0) {
       c->rx_have += (size_t)n;
     } else if (n == 0) {
@@ -802,10 +892,12 @@ static int rx_direct(pc_conn *c, unsigned char *dst) {
     have = len;
   memcpy(dst, c->rb + c->rb_off, have);
   c->rb_off += have;
+  prefault pf = {have, false};
   while (have < len) {
+    size_t want = prefault_ahead(&pf, dst, have, len);
     ssize_t n =
         pc__io_read(atomic_load(&c->fd), c->kind, pc__conn_wake(c, &forever),
-                    dst + have, len - have, &forever);
+                    dst + have, want, &forever);
     if (n > 0) {
       have += (size_t)n;
     } else {

@@ -68,10 +68,17 @@ enum pc__fdkind { PC__FD_SOCKET, PC__FD_PIPE };
 ssize_t pc__io_writev(int fd, enum pc__fdkind kind, int wake,
                       const struct iovec *iov, int iovcnt,
                       const pc__deadline *d);
+/* pc__io_writev for a blocking write on a socket with no deadline and no
+ * wake descriptor, the common case, in one sendmsg. */
+ssize_t pc__io_send_blocking(int fd, const struct iovec *iov, int iovcnt);
 /* One read attempt into buf[0..cap): bytes read (> 0), 0 at end of stream,
  * or -errno (-EAGAIN/-ETIMEDOUT at the deadline). Retries EINTR. */
 ssize_t pc__io_read(int fd, enum pc__fdkind kind, int wake, void *buf,
                     size_t cap, const pc__deadline *d);
+/* Hints that p[0..len) is about to be written by a read: populates it in
+ * one go when its first page is not resident yet (fresh memory). Returns
+ * true when it did. */
+bool pc__io_prefault(void *p, size_t len);
 /* Waits until fd is readable (or hung up) or the deadline passes: 1 ready,
  * 0 deadline, -errno. */
 int pc__io_wait_readable(int fd, const pc__deadline *d);

@@ -13,6 +13,7 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -837,6 +838,32 @@ test_send_timeout_mid_frame_keeps_rest_and_flush_finishes(void **state) {
   pc_close(b);
 }
 
+/* A blocking send on a socket end takes a short path; with a tail held
+ * from a cut frame it must still send that tail first, or "ok" would land
+ * in the middle of the big frame. */
+static void test_blocking_send_after_held_rest_sends_rest_first(void **state) {
+  (void)state;
+  pc_conn *a, *b;
+  size_t len = 4u << 20;
+  unsigned char *big = malloc(len);
+  pc_test_pattern(big, len, 11);
+  assert_rc(0, pc_pipe(&a, &b, 0));
+  assert_rc(0, pc_set_timeout(a, 0));
+  assert_rc(0, pc_send_bytes(a, big, len));
+  free(big);
+  assert_rc(-EAGAIN, pc_flush(a));        /* a tail is held */
+  assert_rc(0, pc_set_timeout(b, 10000)); /* a broken stream fails, not hangs */
+  pthread_t t;
+  assert_int_equal(pthread_create(&t, NULL, drain_one, b), 0);
+  assert_rc(0, pc_set_timeout(a, -1));
+  assert_rc(0, pc_send_bytes(a, "ok", 2));
+  void *ok;
+  pthread_join(t, &ok);
+  assert_true(ok != NULL);
+  pc_close(a);
+  pc_close(b);
+}
+
 static void *drain_then_eof(void *arg) {
   pc_conn *c = arg;
   void *buf = NULL;
@@ -915,6 +942,119 @@ static void test_lying_length_does_not_allocate_up_front(void **state) {
   assert_int_equal(pc_poll(c, 0), 0);
   pc_close(c);
   close(peer);
+}
+
+/* Resident memory of this process, in bytes. */
+static size_t resident_bytes(void) {
+  unsigned long size = 0, resident = 0;
+  FILE *f = fopen("/proc/self/statm", "r");
+  assert_non_null(f);
+  assert_int_equal(fscanf(f, "%lu %lu", &size, &resident), 2);
+  fclose(f);
+  return (size_t)resident * (size_t)sysconf(_SC_PAGESIZE);
+}
+
+/* Populating a payload's pages ahead of the reads stays within a window:
+ * a header announcing 60 MiB followed by a few bytes touches a few MiB. */
+static void test_lying_length_populates_little_memory(void **state) {
+  (void)state;
+  if (pc_test_valgrind()) {
+    print_message("skipped: valgrind's own memory hides the process's RSS\n");
+    skip();
+  }
+  int peer;
+  pc_conn *c = wrap_socket(&peer);
+  void *buf;
+  size_t n;
+  raw_write(peer,
+            "\x03\xc0\0\0" /* 60 MiB */
+            "abcde",
+            9);
+  size_t before = resident_bytes();
+  assert_rc(0, pc_set_timeout(c, 20));
+  assert_rc(-ETIMEDOUT, pc_recv_bytes(c, &buf, &n, PC_NOLIMIT));
+  size_t grew = resident_bytes() - before;
+  assert_true(grew < (8u << 20));
+  pc_close(c);
+  close(peer);
+}
+
+/* pc__io_prefault populates the whole pages of a fresh range in one call,
+ * says so, and leaves a resident range alone. */
+static void test_prefault_populates_fresh_pages_only(void **state) {
+  (void)state;
+  size_t page = (size_t)sysconf(_SC_PAGESIZE), len = 64 * page;
+  unsigned char vec[64];
+  unsigned char *p = mmap(NULL, len, PROT_READ | PROT_WRITE,
+                          MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  assert_true(p != MAP_FAILED);
+  assert_int_equal(mincore(p, len, vec), 0);
+  for (size_t i = 0; i < 64; i++)
+    assert_int_equal(vec[i] & 1, 0);
+  if (!pc__io_prefault(p + 1, len - 2)) {
+    munmap(p, len);
+    print_message("skipped: this kernel has no MADV_POPULATE_WRITE "
+                  "(Linux < 5.14); reads fault pages in one by one\n");
+    skip();
+  }
+  assert_int_equal(mincore(p, len, vec), 0);
+  /* The partial first and last pages are left to the read. */
+  assert_int_equal(vec[0] & 1, 0);
+  assert_int_equal(vec[63] & 1, 0);
+  for (size_t i = 1; i < 63; i++)
+    assert_int_equal(vec[i] & 1, 1);
+  assert_false(pc__io_prefault(p + 1, len - 2));
+  munmap(p, len);
+}
+
+/* Writes two frames of `len` pattern bytes in uneven pieces, so that reads
+ * end anywhere relative to the populated windows. */
+static int uneven_writer(void *arg) {
+  int fd = *(int *)arg;
+  size_t len = (5u << 20) + 3;
+  unsigned char *msg = malloc(4 + len);
+  if (msg == NULL)
+    return 1;
+  pc__put_be32(msg, (uint32_t)len);
+  pc_test_pattern(msg + 4, len, 21);
+  for (int k = 0; k < 2; k++) {
+    for (size_t off = 0; off < 4 + len;) {
+      size_t piece = 4 + len - off < 77777 ? 4 + len - off : 77777;
+      ssize_t w = write(fd, msg + off, piece);
+      if (w < 0 && errno != EINTR)
+        return 2;
+      off += w > 0 ? (size_t)w : 0;
+    }
+  }
+  free(msg);
+  return 0;
+}
+
+/* Large payloads read into fresh memory (populated a window at a time)
+ * arrive whole, into the caller's buffer at an odd address and into a
+ * malloc'd one. */
+static void test_large_payload_into_fresh_memory_arrives_whole(void **state) {
+  (void)state;
+  int peer;
+  size_t len = (5u << 20) + 3, map = len + 2 * 4096;
+  pc_conn *c = wrap_socket(&peer);
+  pid_t pid = pc_test_fork(uneven_writer, &peer);
+  close(peer);
+  unsigned char *fresh = mmap(NULL, map, PROT_READ | PROT_WRITE,
+                              MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  assert_true(fresh != MAP_FAILED);
+  assert_int_equal(pc_recv_bytes_into(c, fresh + 1, len), (ssize_t)len);
+  assert_true(pc_test_pattern_ok(fresh + 1, len, 21));
+  munmap(fresh, map);
+  void *buf = NULL;
+  size_t n = 0;
+  assert_rc(0, pc_recv_bytes(c, &buf, &n, PC_NOLIMIT));
+  assert_int_equal(n, len);
+  assert_true(pc_test_pattern_ok(buf, n, 21));
+  free(buf);
+  pc_test_wait_ok(pid, 60);
+  assert_rc(PC_EOF, pc_recv_bytes(c, &buf, &n, PC_NOLIMIT));
+  pc_close(c);
 }
 
 static void
@@ -1550,9 +1690,13 @@ int main(void) {
       cmocka_unit_test(test_send_timeout_sends_nothing_of_that_message),
       cmocka_unit_test(
           test_send_timeout_mid_frame_keeps_rest_and_flush_finishes),
+      cmocka_unit_test(test_blocking_send_after_held_rest_sends_rest_first),
       cmocka_unit_test(test_close_sends_held_remainder),
       cmocka_unit_test(test_close_reports_undeliverable_remainder),
       cmocka_unit_test(test_lying_length_does_not_allocate_up_front),
+      cmocka_unit_test(test_lying_length_populates_little_memory),
+      cmocka_unit_test(test_prefault_populates_fresh_pages_only),
+      cmocka_unit_test(test_large_payload_into_fresh_memory_arrives_whole),
       cmocka_unit_test(
           test_length_beyond_address_space_is_too_big_for_next_size),
       cmocka_unit_test(test_poll_is_idempotent_and_keeps_boundaries),

@@ -6,20 +6,30 @@
  *
  * Every program runs one workload per invocation between itself and a forked
  * child, and prints one JSON line:
- *   {"impl": ..., "mode": ..., "size": S, "count": N, "seconds": ...,
- *    "msgs_per_s": ..., "mb_per_s": ..., "rtt_us": ...}
+ *   {"impl": ..., "mode": ..., "size": S, "count": N, "warmup": W,
+ *    "seconds": ..., "msgs_per_s": ..., "mb_per_s": ..., "rtt_us": ...}
  * mb_per_s counts payload bytes (10^6 bytes per MB) in every direction they
  * travel; rtt_us is null except for ping-pong, where msgs_per_s counts round
  * trips.
  *
+ * Warm-up (-w W): W + N messages are sent, with indexes 0..W+N-1, and only
+ * the last N are timed, so that the one-time costs of a run (first touch of
+ * fresh buffers, growing socket buffers) stay out of the figures. In a stream
+ * the child acknowledges the W-th message and the parent starts its clock
+ * when that acknowledgement arrives; in a ping-pong the first W round trips
+ * are untimed. With W = 0 there is no extra acknowledgement: the clock starts
+ * at the child's ready message. conn_python.py does the same.
+ *
  * Honesty: every message carries its index in its first bytes, the receiver
- * checks the length and index of every message and the whole payload of a
- * sample (every 64th message and the last), so neither side can skip work.
+ * checks the length and index of every message (warm-up included) and the
+ * whole payload of a sample (every 64th message and the last), so neither
+ * side can skip work.
  */
 #ifndef PC_BENCH_COMMON_H
 #define PC_BENCH_COMMON_H
 
 #include <errno.h>
+#include <limits.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -39,8 +49,9 @@
 typedef struct bench_opts {
   const char *mode;
   size_t size;
-  long count;
-  long batch; /* messages per pc_send_batch call */
+  long count;  /* timed messages (or round trips) */
+  long warmup; /* untimed messages sent first */
+  long batch;  /* messages per pc_send_batch call */
 } bench_opts;
 
 static inline double bench_now(void) {
@@ -52,48 +63,66 @@ static inline double bench_now(void) {
 /* bench_usage prints how to call the program; modes is a NULL-terminated
  * list. */
 static inline void bench_usage(const char *prog, const char *const *modes) {
-  fprintf(stderr, "usage: %s MODE SIZE COUNT [BATCH]\n  MODE:", prog);
+  fprintf(stderr, "usage: %s [-w W] MODE SIZE COUNT [BATCH]\n  MODE:", prog);
   for (size_t i = 0; modes[i] != NULL; i++)
     fprintf(stderr, " %s", modes[i]);
-  fprintf(stderr, "\n  SIZE: payload bytes (>= 8), COUNT: messages or round"
-                  " trips, BATCH: messages per batched send (default 256)\n");
+  fprintf(stderr, "\n  SIZE: payload bytes (>= 8), COUNT: timed messages or"
+                  " round trips,\n  BATCH: messages per batched send (default"
+                  " 256), W: untimed warm-up\n  messages or round trips sent"
+                  " before the clock starts (default 0)\n");
 }
 
-/* bench_parse reads MODE SIZE COUNT [BATCH]. Returns 0, or -1 after printing
- * the usage. */
+/* bench_parse_long reads a whole decimal number in [min, max] into *out.
+ * Returns true on success. */
+static inline bool bench_parse_long(const char *s, long min, long max,
+                                    long *out) {
+  char *end = NULL;
+  long v;
+  bool ok;
+  errno = 0;
+  v = strtol(s, &end, 10);
+  ok = errno == 0 && end != s && *end == '\0' && v >= min && v <= max;
+  if (ok)
+    *out = v;
+  return ok;
+}
+
+/* bench_parse reads [-w W] MODE SIZE COUNT [BATCH]. Returns 0, or -1 after
+ * printing the usage. */
 static inline int bench_parse(int argc, char **argv, const char *const *modes,
                               bench_opts *o) {
-  int rc = -1;
-  char *end = NULL;
-  unsigned long long size;
-  long count, batch = 256;
+  const char *prog = argv[0];
+  int rc = -1, opt, n;
+  long size, count, warmup = 0, batch = 256;
   bool known = false;
-  if (argc < 4 || argc > 5)
-    goto out;
-  for (size_t i = 0; modes[i] != NULL; i++)
-    known = known || strcmp(argv[1], modes[i]) == 0;
-  if (!known)
-    goto out;
-  errno = 0;
-  size = strtoull(argv[2], &end, 10);
-  if (errno != 0 || *end != '\0' || size < 8 || size > ((size_t)1 << 30))
-    goto out;
-  count = strtol(argv[3], &end, 10);
-  if (errno != 0 || *end != '\0' || count < 1)
-    goto out;
-  if (argc == 5) {
-    batch = strtol(argv[4], &end, 10);
-    if (errno != 0 || *end != '\0' || batch < 1 || batch > 1000)
+  while ((opt = getopt(argc, argv, "w:")) != -1) {
+    if (opt != 'w' || !bench_parse_long(optarg, 0, LONG_MAX - 1, &warmup))
       goto out;
   }
-  o->mode = argv[1];
+  argv += optind;
+  n = argc - optind;
+  if (n < 3 || n > 4)
+    goto out;
+  for (size_t i = 0; modes[i] != NULL; i++)
+    known = known || strcmp(argv[0], modes[i]) == 0;
+  if (!known)
+    goto out;
+  if (!bench_parse_long(argv[1], 8, 1L << 30, &size))
+    goto out;
+  /* W + COUNT message indexes must fit in a long. */
+  if (!bench_parse_long(argv[2], 1, LONG_MAX - warmup, &count))
+    goto out;
+  if (n == 4 && !bench_parse_long(argv[3], 1, 1000, &batch))
+    goto out;
+  o->mode = argv[0];
   o->size = (size_t)size;
   o->count = count;
+  o->warmup = warmup;
   o->batch = batch;
   rc = 0;
 out:
   if (rc != 0)
-    bench_usage(argv[0], modes);
+    bench_usage(prog, modes);
   return rc;
 }
 
@@ -140,7 +169,8 @@ out:
   return ok;
 }
 
-/* bench_report prints the JSON line of one run. */
+/* bench_report prints the JSON line of one run; seconds covers the o->count
+ * timed messages only, and so do the rates. */
 static inline void bench_report(const char *impl, const bench_opts *o,
                                 double seconds, bool pingpong) {
   double n = (double)o->count;
@@ -149,9 +179,9 @@ static inline void bench_report(const char *impl, const bench_opts *o,
   if (pingpong)
     snprintf(rtt, sizeof rtt, "%.3f", seconds / n * 1e6);
   printf("{\"impl\": \"%s\", \"mode\": \"%s\", \"size\": %zu, \"count\": %ld, "
-         "\"seconds\": %.6f, \"msgs_per_s\": %.1f, \"mb_per_s\": %.1f, "
-         "\"rtt_us\": %s}\n",
-         impl, o->mode, o->size, o->count, seconds, n / seconds,
+         "\"warmup\": %ld, \"seconds\": %.6f, \"msgs_per_s\": %.1f, "
+         "\"mb_per_s\": %.1f, \"rtt_us\": %s}\n",
+         impl, o->mode, o->size, o->count, o->warmup, seconds, n / seconds,
          bytes / seconds / 1e6, rtt);
   fflush(stdout);
 }

@@ -3,20 +3,26 @@
  * bench_conn: the core benchmark of libpipeconn. A duplex pc_pipe() between
  * this process and a forked child, one workload per run:
  *
- *   bench_conn stream SIZE COUNT       pc_send_bytes per message; the child
- *                                      receives with pc_recv_bytes (a new
- *                                      buffer per message, freed)
- *   bench_conn stream_into SIZE COUNT  the same; the child receives with
- *                                      pc_recv_bytes_into (one buffer)
- *   bench_conn batch SIZE COUNT [B]    pc_send_batch of B messages per call
- *                                      (default 256); the child receives
- *                                      with pc_recv_bytes_into
- *   bench_conn pingpong SIZE COUNT     parent sends, child echoes; both
- *                                      receive with pc_recv_bytes_into
+ *   bench_conn [-w W] stream SIZE COUNT       pc_send_bytes per message; the
+ *                                             child receives with
+ *                                             pc_recv_bytes (a new buffer per
+ *                                             message, freed)
+ *   bench_conn [-w W] stream_into SIZE COUNT  the same; the child receives
+ *                                             with pc_recv_bytes_into (one
+ *                                             buffer)
+ *   bench_conn [-w W] batch SIZE COUNT [B]    pc_send_batch of B messages per
+ *                                             call (default 256); the child
+ *                                             receives with
+ *                                             pc_recv_bytes_into
+ *   bench_conn [-w W] pingpong SIZE COUNT     parent sends, child echoes;
+ *                                             both receive with
+ *                                             pc_recv_bytes_into
  *
- * Prints one JSON line (see bench_common.h); bench/run_bench.py compares it
- * with a raw socketpair (bench_raw), Python's multiprocessing.Pipe
- * (conn_python.py) and ZeroMQ (bench_zmq).
+ * -w W sends W untimed warm-up messages (round trips) first, the same way as
+ * the timed ones (in batch mode with pc_send_batch too); default 0, see
+ * bench_common.h. Prints one JSON line (see bench_common.h);
+ * bench/run_bench.py compares it with a raw socketpair (bench_raw), Python's
+ * multiprocessing.Pipe (conn_python.py) and ZeroMQ (bench_zmq).
  */
 #include <sys/uio.h>
 
@@ -48,18 +54,20 @@ static bool recv_exact(pc_conn *c, unsigned char *buf, size_t cap,
 }
 
 /* The child: receives (and in ping-pong echoes) every message, checking
- * each. Returns the exit code. */
+ * each; in a stream it acknowledges the last warm-up message and the last
+ * message. Returns the exit code. */
 static int child(pc_conn *c, const bench_opts *o, const unsigned char *ref) {
   int rc = 1;
   bool pingpong = strcmp(o->mode, "pingpong") == 0;
   bool into = strcmp(o->mode, "stream") != 0;
+  long total = o->warmup + o->count;
   unsigned char *buf = malloc(o->size);
   if (buf == NULL)
     goto out;
   if (failed("pc_send_bytes", pc_send_bytes(c, "r", 1)))
     goto out;
-  for (long i = 0; i < o->count; i++) {
-    bool last = i == o->count - 1;
+  for (long i = 0; i < total; i++) {
+    bool last = i == total - 1;
     if (into) {
       if (!recv_exact(c, buf, o->size, o->size))
         goto out;
@@ -78,6 +86,9 @@ static int child(pc_conn *c, const bench_opts *o, const unsigned char *ref) {
     }
     if (pingpong && failed("pc_send_bytes", pc_send_bytes(c, buf, o->size)))
       goto out;
+    if (!pingpong && i == o->warmup - 1 &&
+        failed("pc_send_bytes", pc_send_bytes(c, "w", 1)))
+      goto out;
   }
   if (!pingpong && failed("pc_send_bytes", pc_send_bytes(c, "a", 1)))
     goto out;
@@ -87,34 +98,62 @@ out:
   return rc;
 }
 
-/* send_batches sends the stream as pc_send_batch calls of o->batch
- * messages, iov[j] pointing to the buffer of the j-th message of a batch.
- * Returns true on success. */
-static bool send_batches(pc_conn *c, const bench_opts *o, struct iovec *iov) {
+/* send_batches sends the messages with indexes first..first+n-1 as
+ * pc_send_batch calls of up to o->batch messages, iov[j] pointing to the
+ * buffer of the j-th message of a batch. Returns true on success. */
+static bool send_batches(pc_conn *c, const bench_opts *o, struct iovec *iov,
+                         long first, long n) {
   bool ok = true;
-  for (long i = 0; ok && i < o->count; i += o->batch) {
-    long k = o->count - i < o->batch ? o->count - i : o->batch;
-    ssize_t n;
+  long end = first + n;
+  for (long i = first; ok && i < end; i += o->batch) {
+    long k = end - i < o->batch ? end - i : o->batch;
+    ssize_t sent;
     for (long j = 0; j < k; j++)
       bench_stamp(iov[j].iov_base, (uint64_t)(i + j));
-    n = pc_send_batch(c, iov, (size_t)k);
-    ok = !failed("pc_send_batch", (long)n);
-    if (ok && n != k) {
-      fprintf(stderr, "pc_send_batch sent %zd of %ld\n", n, k);
+    sent = pc_send_batch(c, iov, (size_t)k);
+    ok = !failed("pc_send_batch", (long)sent);
+    if (ok && sent != k) {
+      fprintf(stderr, "pc_send_batch sent %zd of %ld\n", sent, k);
       ok = false;
     }
   }
   return ok;
 }
 
-/* The parent: sends the messages and times the run from the child's ready
- * message to its final acknowledgement (stream) or the last echo
- * (ping-pong). */
+/* send_each sends the messages with indexes first..first+n-1 from buf, one
+ * pc_send_bytes each, and in ping-pong receives the echo of each into echo
+ * and checks it. Returns true on success. */
+static bool send_each(pc_conn *c, const bench_opts *o, const unsigned char *ref,
+                      unsigned char *buf, unsigned char *echo, long first,
+                      long n) {
+  bool ok = false;
+  bool pingpong = strcmp(o->mode, "pingpong") == 0;
+  long last = o->warmup + o->count - 1;
+  for (long i = first; i < first + n; i++) {
+    bench_stamp(buf, (uint64_t)i);
+    if (failed("pc_send_bytes", pc_send_bytes(c, buf, o->size)))
+      goto out;
+    if (!pingpong)
+      continue;
+    if (!recv_exact(c, echo, o->size, o->size))
+      goto out;
+    if (!bench_check(echo, o->size, o->size, (uint64_t)i, ref, i == last))
+      goto out;
+  }
+  ok = true;
+out:
+  return ok;
+}
+
+/* The parent: sends the warm-up messages, then the timed ones, and times
+ * the run from the child's acknowledgement of the warm-up (its ready
+ * message when there is none; in ping-pong, the last warm-up echo) to its
+ * final acknowledgement (stream) or the last echo (ping-pong). */
 static int parent(pc_conn *c, const bench_opts *o, const unsigned char *ref,
                   double *seconds) {
   int rc = -1;
   bool pingpong = strcmp(o->mode, "pingpong") == 0;
-  bool batch = strcmp(o->mode, "batch") == 0;
+  bool batch = strcmp(o->mode, "batch") == 0, sent;
   size_t nbufs = batch ? (size_t)o->batch : 1;
   unsigned char *bufs = malloc(nbufs * o->size);
   unsigned char *echo = malloc(o->size);
@@ -130,24 +169,17 @@ static int parent(pc_conn *c, const bench_opts *o, const unsigned char *ref,
   }
   if (!recv_exact(c, ack, sizeof ack, 1))
     goto out;
+  sent = batch ? send_batches(c, o, iov, 0, o->warmup)
+               : send_each(c, o, ref, bufs, echo, 0, o->warmup);
+  if (!sent)
+    goto out;
+  if (o->warmup > 0 && !pingpong && !recv_exact(c, ack, sizeof ack, 1))
+    goto out;
   t0 = bench_now();
-  if (batch) {
-    if (!send_batches(c, o, iov))
-      goto out;
-  } else {
-    for (long i = 0; i < o->count; i++) {
-      bench_stamp(bufs, (uint64_t)i);
-      if (failed("pc_send_bytes", pc_send_bytes(c, bufs, o->size)))
-        goto out;
-      if (pingpong) {
-        if (!recv_exact(c, echo, o->size, o->size))
-          goto out;
-        if (!bench_check(echo, o->size, o->size, (uint64_t)i, ref,
-                         i == o->count - 1))
-          goto out;
-      }
-    }
-  }
+  sent = batch ? send_batches(c, o, iov, o->warmup, o->count)
+               : send_each(c, o, ref, bufs, echo, o->warmup, o->count);
+  if (!sent)
+    goto out;
   if (!pingpong && !recv_exact(c, ack, sizeof ack, 1))
     goto out;
   *seconds = bench_now() - t0;

@@ -5,11 +5,15 @@
  * one read per message of exactly SIZE bytes (looping only on short reads and
  * writes), between this process and a forked child.
  *
- *   bench_raw stream SIZE COUNT     parent writes COUNT messages, child reads
- *   bench_raw pingpong SIZE COUNT   parent writes, child echoes, COUNT times
+ *   bench_raw [-w W] stream SIZE COUNT     parent writes COUNT messages,
+ *                                          child reads
+ *   bench_raw [-w W] pingpong SIZE COUNT   parent writes, child echoes,
+ *                                          COUNT times
  *
- * Prints one JSON line (see bench_common.h). bench/run_bench.py runs it
- * together with the other implementations and prints the ratios.
+ * -w W sends W untimed warm-up messages (round trips) first (default 0; see
+ * bench_common.h). Prints one JSON line (see bench_common.h).
+ * bench/run_bench.py runs it together with the other implementations and
+ * prints the ratios.
  */
 #include <signal.h>
 #include <sys/socket.h>
@@ -59,23 +63,26 @@ static int read_all(int fd, unsigned char *buf, size_t len) {
 }
 
 /* The child: receives (and in ping-pong echoes) every message, checking
- * each. Returns the exit code. */
+ * each; in a stream it acknowledges the last warm-up message and the last
+ * message. Returns the exit code. */
 static int child(int fd, const bench_opts *o, const unsigned char *ref) {
   int rc = 1;
   bool pingpong = strcmp(o->mode, "pingpong") == 0;
+  long total = o->warmup + o->count;
   unsigned char *buf = malloc(o->size);
-  unsigned char ready = 'r';
+  unsigned char ready = 'r', warm = 'w';
   if (buf == NULL)
     goto out;
   if (write_all(fd, &ready, 1) != 0)
     goto out;
-  for (long i = 0; i < o->count; i++) {
+  for (long i = 0; i < total; i++) {
     if (read_all(fd, buf, o->size) != 0)
       goto out;
-    if (!bench_check(buf, o->size, o->size, (uint64_t)i, ref,
-                     i == o->count - 1))
+    if (!bench_check(buf, o->size, o->size, (uint64_t)i, ref, i == total - 1))
       goto out;
     if (pingpong && write_all(fd, buf, o->size) != 0)
+      goto out;
+    if (!pingpong && i == o->warmup - 1 && write_all(fd, &warm, 1) != 0)
       goto out;
   }
   if (!pingpong && write_all(fd, &ready, 1) != 0)
@@ -86,8 +93,35 @@ out:
   return rc;
 }
 
-/* The parent: sends the messages and times the run from the child's ready
- * byte to its final acknowledgement (stream) or the last echo (ping-pong). */
+/* send_range sends the messages with indexes first..first+n-1 from buf
+ * and, in ping-pong, receives the echo of each into echo and checks it.
+ * Returns 0 or -1. */
+static int send_range(int fd, const bench_opts *o, const unsigned char *ref,
+                      unsigned char *buf, unsigned char *echo, long first,
+                      long n) {
+  int rc = -1;
+  bool pingpong = strcmp(o->mode, "pingpong") == 0;
+  long last = o->warmup + o->count - 1;
+  for (long i = first; i < first + n; i++) {
+    bench_stamp(buf, (uint64_t)i);
+    if (write_all(fd, buf, o->size) != 0)
+      goto out;
+    if (!pingpong)
+      continue;
+    if (read_all(fd, echo, o->size) != 0)
+      goto out;
+    if (!bench_check(echo, o->size, o->size, (uint64_t)i, ref, i == last))
+      goto out;
+  }
+  rc = 0;
+out:
+  return rc;
+}
+
+/* The parent: sends the warm-up messages, then the timed ones, and times
+ * the run from the child's acknowledgement of the warm-up (its ready byte
+ * when there is none; in ping-pong, the last warm-up echo) to its final
+ * acknowledgement (stream) or the last echo (ping-pong). */
 static int parent(int fd, const bench_opts *o, const unsigned char *ref,
                   double *seconds) {
   int rc = -1;
@@ -101,19 +135,13 @@ static int parent(int fd, const bench_opts *o, const unsigned char *ref,
   memcpy(buf, ref, o->size);
   if (read_all(fd, &ack, 1) != 0)
     goto out;
+  if (send_range(fd, o, ref, buf, echo, 0, o->warmup) != 0)
+    goto out;
+  if (o->warmup > 0 && !pingpong && read_all(fd, &ack, 1) != 0)
+    goto out;
   t0 = bench_now();
-  for (long i = 0; i < o->count; i++) {
-    bench_stamp(buf, (uint64_t)i);
-    if (write_all(fd, buf, o->size) != 0)
-      goto out;
-    if (pingpong) {
-      if (read_all(fd, echo, o->size) != 0)
-        goto out;
-      if (!bench_check(echo, o->size, o->size, (uint64_t)i, ref,
-                       i == o->count - 1))
-        goto out;
-    }
-  }
+  if (send_range(fd, o, ref, buf, echo, o->warmup, o->count) != 0)
+    goto out;
   if (!pingpong && read_all(fd, &ack, 1) != 0)
     goto out;
   *seconds = bench_now() - t0;

@@ -5,11 +5,13 @@
  * only (libpipeconn never depends on ZeroMQ). Built when pkg-config finds
  * libzmq (Debian: libzmq3-dev).
  *
- *   bench_zmq stream SIZE COUNT     zmq_send per message, child zmq_recv
- *   bench_zmq pingpong SIZE COUNT   parent sends, child echoes
+ *   bench_zmq [-w W] stream SIZE COUNT     zmq_send per message, child
+ *                                          zmq_recv
+ *   bench_zmq [-w W] pingpong SIZE COUNT   parent sends, child echoes
  *
- * Default socket options (high-water marks of 1000 messages), as a user gets
- * them. Prints one JSON line (see bench_common.h).
+ * -w W sends W untimed warm-up messages (round trips) first (default 0; see
+ * bench_common.h). Default socket options (high-water marks of 1000
+ * messages), as a user gets them. Prints one JSON line (see bench_common.h).
  */
 #include <signal.h>
 #include <zmq.h>
@@ -85,23 +87,28 @@ static bool zrecv(zend *z, void *buf, size_t cap, size_t want) {
   return ok;
 }
 
+/* The child: receives (and in ping-pong echoes) every message, checking
+ * each; in a stream it acknowledges the last warm-up message and the last
+ * message. Returns the exit code. */
 static int child(const char *endpoint, const bench_opts *o,
                  const unsigned char *ref) {
   int rc = 1;
   bool pingpong = strcmp(o->mode, "pingpong") == 0;
+  long total = o->warmup + o->count;
   zend z = {NULL, NULL};
   unsigned char *buf = malloc(o->size);
   if (buf == NULL || zend_open(&z, endpoint, false) != 0)
     goto out;
   if (!zsend(&z, "r", 1))
     goto out;
-  for (long i = 0; i < o->count; i++) {
+  for (long i = 0; i < total; i++) {
     if (!zrecv(&z, buf, o->size, o->size))
       goto out;
-    if (!bench_check(buf, o->size, o->size, (uint64_t)i, ref,
-                     i == o->count - 1))
+    if (!bench_check(buf, o->size, o->size, (uint64_t)i, ref, i == total - 1))
       goto out;
     if (pingpong && !zsend(&z, buf, o->size))
+      goto out;
+    if (!pingpong && i == o->warmup - 1 && !zsend(&z, "w", 1))
       goto out;
   }
   if (!pingpong && !zsend(&z, "a", 1))
@@ -113,6 +120,35 @@ out:
   return rc;
 }
 
+/* send_range sends the messages with indexes first..first+n-1 from buf
+ * and, in ping-pong, receives the echo of each into echo and checks it.
+ * Returns true on success. */
+static bool send_range(zend *z, const bench_opts *o, const unsigned char *ref,
+                       unsigned char *buf, unsigned char *echo, long first,
+                       long n) {
+  bool ok = false;
+  bool pingpong = strcmp(o->mode, "pingpong") == 0;
+  long last = o->warmup + o->count - 1;
+  for (long i = first; i < first + n; i++) {
+    bench_stamp(buf, (uint64_t)i);
+    if (!zsend(z, buf, o->size))
+      goto out;
+    if (!pingpong)
+      continue;
+    if (!zrecv(z, echo, o->size, o->size))
+      goto out;
+    if (!bench_check(echo, o->size, o->size, (uint64_t)i, ref, i == last))
+      goto out;
+  }
+  ok = true;
+out:
+  return ok;
+}
+
+/* The parent: sends the warm-up messages, then the timed ones, and times
+ * the run from the child's acknowledgement of the warm-up (its ready
+ * message when there is none; in ping-pong, the last warm-up echo) to its
+ * final acknowledgement (stream) or the last echo (ping-pong). */
 static int parent(zend *z, const bench_opts *o, const unsigned char *ref,
                   double *seconds) {
   int rc = -1;
@@ -126,19 +162,13 @@ static int parent(zend *z, const bench_opts *o, const unsigned char *ref,
   memcpy(buf, ref, o->size);
   if (!zrecv(z, ack, sizeof ack, 1))
     goto out;
+  if (!send_range(z, o, ref, buf, echo, 0, o->warmup))
+    goto out;
+  if (o->warmup > 0 && !pingpong && !zrecv(z, ack, sizeof ack, 1))
+    goto out;
   t0 = bench_now();
-  for (long i = 0; i < o->count; i++) {
-    bench_stamp(buf, (uint64_t)i);
-    if (!zsend(z, buf, o->size))
-      goto out;
-    if (pingpong) {
-      if (!zrecv(z, echo, o->size, o->size))
-        goto out;
-      if (!bench_check(echo, o->size, o->size, (uint64_t)i, ref,
-                       i == o->count - 1))
-        goto out;
-    }
-  }
+  if (!send_range(z, o, ref, buf, echo, o->warmup, o->count))
+    goto out;
   if (!pingpong && !zrecv(z, ack, sizeof ack, 1))
     goto out;
   *seconds = bench_now() - t0;

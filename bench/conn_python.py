@@ -1,14 +1,21 @@
 # SPDX-License-Identifier: MIT
 """The core benchmark's workloads with Python's multiprocessing.Pipe.
 
-    python3 conn_python.py stream SIZE COUNT     send_bytes / recv_bytes
-    python3 conn_python.py pingpong SIZE COUNT   parent sends, child echoes
+    python3 conn_python.py [-w W] stream SIZE COUNT     send_bytes / recv_bytes
+    python3 conn_python.py [-w W] pingpong SIZE COUNT   parent sends, child
+                                                        echoes
 
 A duplex Pipe() between this process and a forked child, exactly as
 bench_conn does it with pc_pipe(); prints one JSON line in the same format
 (see bench_common.h), with the same checks: every message's length and
 index, and the whole payload of every 64th message and the last.
+
+-w W sends W untimed warm-up messages (round trips) first, as the C
+programs do (default 0): in a stream the child acknowledges the W-th message
+and the clock starts when that acknowledgement arrives; in a ping-pong the
+first W round trips are untimed.
 """
+import getopt
 import json
 import multiprocessing
 import os
@@ -32,40 +39,66 @@ def check(msg, size, index, ref, last):
         raise SystemExit(f"message {index}: payload differs")
 
 
-def child(conn, mode, size, count, ref):
+def child(conn, mode, size, count, warmup, ref):
     conn.send_bytes(b"r")
     pingpong = mode == "pingpong"
-    for i in range(count):
+    total = warmup + count
+    for i in range(total):
         msg = conn.recv_bytes()
-        check(msg, size, i, ref, i == count - 1)
+        check(msg, size, i, ref, i == total - 1)
         if pingpong:
             conn.send_bytes(msg)
+        elif i == warmup - 1:
+            conn.send_bytes(b"w")
     if not pingpong:
         conn.send_bytes(b"a")
 
 
-def parent(conn, mode, size, count, ref):
+def send_range(conn, mode, size, buf, first, n, last, ref):
+    """Sends messages first..first+n-1; in ping-pong, checks each echo."""
     pingpong = mode == "pingpong"
-    buf = bytearray(ref)
-    if conn.recv_bytes() != b"r":
-        raise SystemExit("bad ready message")
-    t0 = time.monotonic()
-    for i in range(count):
+    for i in range(first, first + n):
         struct.pack_into("<Q", buf, 0, i)
         conn.send_bytes(buf)
         if pingpong:
-            check(conn.recv_bytes(), size, i, ref, i == count - 1)
+            check(conn.recv_bytes(), size, i, ref, i == last)
+
+
+def parent(conn, mode, size, count, warmup, ref):
+    pingpong = mode == "pingpong"
+    buf = bytearray(ref)
+    last = warmup + count - 1
+    if conn.recv_bytes() != b"r":
+        raise SystemExit("bad ready message")
+    send_range(conn, mode, size, buf, 0, warmup, last, ref)
+    if warmup > 0 and not pingpong and conn.recv_bytes() != b"w":
+        raise SystemExit("bad warm-up acknowledgement")
+    t0 = time.monotonic()
+    send_range(conn, mode, size, buf, warmup, count, last, ref)
     if not pingpong and conn.recv_bytes() != b"a":
         raise SystemExit("bad acknowledgement")
     return time.monotonic() - t0
 
 
+def parse_args(argv):
+    """[-w W] MODE SIZE COUNT, as bench_parse reads it."""
+    try:
+        opts, rest = getopt.getopt(argv, "w:")
+        warmup = 0
+        for _, value in opts:
+            warmup = int(value)
+        if len(rest) != 3 or rest[0] not in ("stream", "pingpong"):
+            raise ValueError("bad arguments")
+        mode, size, count = rest[0], int(rest[1]), int(rest[2])
+    except (getopt.GetoptError, ValueError):
+        raise SystemExit(__doc__) from None
+    if size < 8 or count < 1 or warmup < 0:
+        raise SystemExit("SIZE must be >= 8, COUNT >= 1 and W >= 0")
+    return mode, size, count, warmup
+
+
 def main():
-    if len(sys.argv) != 4 or sys.argv[1] not in ("stream", "pingpong"):
-        raise SystemExit(__doc__)
-    mode, size, count = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-    if size < 8 or count < 1:
-        raise SystemExit("SIZE must be >= 8 and COUNT >= 1")
+    mode, size, count, warmup = parse_args(sys.argv[1:])
     ref = pattern(size)
     mine, theirs = multiprocessing.Pipe()
     sys.stdout.flush()
@@ -74,14 +107,14 @@ def main():
         code = 1
         try:
             mine.close()
-            child(theirs, mode, size, count, ref)
+            child(theirs, mode, size, count, warmup, ref)
             code = 0
         except BaseException as e:  # report, then leave without cleanup
             print(f"child: {e!r}", file=sys.stderr)
         finally:
             os._exit(code)
     theirs.close()
-    seconds = parent(mine, mode, size, count, ref)
+    seconds = parent(mine, mode, size, count, warmup, ref)
     mine.close()
     _, status = os.waitpid(pid, 0)
     if os.waitstatus_to_exitcode(status) != 0:
@@ -90,7 +123,7 @@ def main():
     moved = count * size * (2 if pingpong else 1)
     print(json.dumps({
         "impl": "python", "mode": mode, "size": size, "count": count,
-        "seconds": round(seconds, 6),
+        "warmup": warmup, "seconds": round(seconds, 6),
         "msgs_per_s": round(count / seconds, 1),
         "mb_per_s": round(moved / seconds / 1e6, 1),
         "rtt_us": round(seconds / count * 1e6, 3) if pingpong else None,

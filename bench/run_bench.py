@@ -2,7 +2,7 @@
 # SPDX-License-Identifier: MIT
 """Runs the core benchmark and prints a markdown table with the ratios.
 
-    python3 bench/run_bench.py [--build build] [--reps 5]
+    python3 bench/run_bench.py [--build build] [--reps 5] [--warmup auto|N]
 
 Implementations, each between a parent and a forked child:
   raw      bench_raw: a bare socketpair, one write and one read per message
@@ -15,11 +15,19 @@ Implementations, each between a parent and a forked child:
 
 Workloads: a stream of messages of SIZE bytes (messages/s, MB/s) and a
 ping-pong (round trip in microseconds), for 64 B, 1 KiB, 64 KiB, 1 MiB and
-16 MiB. Each implementation's count is calibrated by one discarded warm-up
-run so that a run takes about --seconds; then the implementations of one
-workload run in turn (round-robin), --reps times, and the table gives
-medians. Ratios compare message rates (round trips per second for
-ping-pong), so above 1 is faster.
+16 MiB. Each implementation's count is calibrated by one discarded
+calibration run so that a run takes about --seconds; then the
+implementations of one workload run in turn (round-robin), --reps times, and
+the table gives medians. Ratios compare message rates (round trips per
+second for ping-pong), so above 1 is faster.
+
+Every run (calibration runs too) first sends untimed warm-up messages (round
+trips for ping-pong), the same way for every implementation: the programs'
+-w option (see bench/bench_common.h). The default, --warmup auto, sends
+max(3, COUNT // 20) of them before COUNT timed ones, so that one-time costs
+stay out of steady-state figures (on a virtual machine, the first touch of
+fresh memory makes each of the first 16 MiB messages tens of milliseconds
+slower); --warmup 0 times each run from a cold start.
 """
 import argparse
 import json
@@ -36,7 +44,7 @@ SIZES = [64, 1024, 64 * 1024, 1024 * 1024, 16 * 1024 * 1024]
 BATCH_SIZES = [64, 1024]
 BATCH = 256
 
-# Counts for the warm-up run that calibrates each implementation.
+# Counts for the run that calibrates each implementation.
 BASE_COUNT = {
     ("stream", 64): 100000, ("stream", 1024): 50000,
     ("stream", 65536): 5000, ("stream", 1048576): 500,
@@ -89,15 +97,23 @@ class Runner:
         prog = self.progs["pc" if impl.startswith("pc") else impl]
         return os.access(prog, os.X_OK)
 
+    def warmup(self, count):
+        """The number of untimed messages that precede count timed ones."""
+        if self.args.warmup == "auto":
+            return max(3, count // 20)
+        return self.args.warmup
+
     def argv(self, impl, kind, size, count):
+        warm = ["-w", str(self.warmup(count))]
         if impl == "python":
-            return self.python + [kind, str(size), str(count)]
+            return self.python + warm + [kind, str(size), str(count)]
         if impl == "pc_into":
-            return [self.progs["pc"], "stream_into", str(size), str(count)]
+            return [self.progs["pc"]] + warm + ["stream_into", str(size),
+                                                str(count)]
         if impl == "pc_batch":
-            return [self.progs["pc"], "batch", str(size), str(count),
-                    str(BATCH)]
-        return [self.progs[impl], kind, str(size), str(count)]
+            return [self.progs["pc"]] + warm + ["batch", str(size),
+                                                str(count), str(BATCH)]
+        return [self.progs[impl]] + warm + [kind, str(size), str(count)]
 
     def run(self, impl, kind, size, count):
         cmd = self.argv(impl, kind, size, count)
@@ -119,7 +135,7 @@ class Runner:
 
 
 def calibrate(runner, impl, kind, size):
-    """One warm-up run; returns the count that takes about --seconds."""
+    """One discarded run; returns the count that takes about --seconds."""
     base = BASE_COUNT[(kind, size)]
     if runner.args.smoke:
         return max(2, base // 1000)
@@ -252,6 +268,30 @@ def machine():
             f"{py}")
 
 
+def warmup_arg(text):
+    """--warmup: "auto" or a number of messages >= 0."""
+    if text == "auto":
+        return text
+    try:
+        n = int(text)
+    except ValueError:
+        n = -1
+    if n < 0:
+        raise argparse.ArgumentTypeError("expected auto or a number >= 0")
+    return n
+
+
+def warmup_note(args):
+    """The header line that says what preceded the timing of each run."""
+    if args.warmup == "auto":
+        return ("each run: max(3, 5 % of COUNT) untimed warm-up messages "
+                "(ping-pong: round trips) first")
+    if args.warmup == 0:
+        return "each run: no warm-up, timed from a cold start (--warmup 0)"
+    return (f"each run: {args.warmup} untimed warm-up messages "
+            "(ping-pong: round trips) first")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--build", default="build",
@@ -260,6 +300,11 @@ def main():
                     help="repetitions per workload (default: 5)")
     ap.add_argument("--seconds", type=float, default=0.3,
                     help="target duration of one run (default: 0.3)")
+    ap.add_argument("--warmup", type=warmup_arg, default="auto",
+                    metavar="auto|N",
+                    help="untimed messages (round trips) before the clock "
+                    "starts in every run; auto: max(3, COUNT // 20) "
+                    "(default: auto); 0: cold figures")
     ap.add_argument("--only", help="comma-separated implementations "
                     "(raw,pc,pc_into,pc_batch,python,zmq)")
     ap.add_argument("--python", default=sys.executable,
@@ -288,7 +333,8 @@ def main():
                     f.write(json.dumps(r) + "\n")
     cmd = shlex.join(["python3", os.path.relpath(sys.argv[0])] + sys.argv[1:])
     print(f"Command: `{cmd}`  ")
-    print(f"Machine: {machine()}; medians of {args.reps} runs.\n")
+    print(f"Machine: {machine()}; medians of {args.reps} runs;  ")
+    print(f"{warmup_note(args)}.\n")
     print(table(results, args))
     if args.smoke:
         print("\nSmoke run: every program worked; nothing was measured.")

@@ -2,13 +2,15 @@
 /*
  * The Connection: framing state machines for both directions.
  *
- * Receive side. Bytes are read ahead into `rb` (64 KiB), so a stream of small
- * messages costs a fraction of a read(2) each. A payload larger than half of
- * it bypasses `rb`: it is read straight into its final buffer (the caller's,
- * or the malloc'd block pc_recv_bytes hands over), so big messages are copied
- * once, by the kernel. The receive state (header parsed or not, payload bytes
- * held) lives in the connection, which is what lets a receive that times out
- * resume later without losing or duplicating anything.
+ * Receive side. Bytes are read ahead into `rb` (128 KiB), so a stream of
+ * small messages costs a fraction of a read(2) each. A payload over 32 KiB
+ * bypasses `rb`: it is read straight into its final buffer (the caller's, or
+ * the malloc'd block pc_recv_bytes hands over), so big messages are copied
+ * once, by the kernel; in a stream of them the header and the start of the
+ * payload arrive in one readv (rx_spec). The receive state (header parsed or
+ * not, payload bytes held) lives in the connection, which is what lets a
+ * receive that times out resume later without losing or duplicating
+ * anything.
  *
  * Send side. Header and payload leave in one writev/sendmsg. If a deadline
  * strikes after part of a frame went out, the rest is copied into `tx_rest`
@@ -30,9 +32,11 @@
 
 #include "internal.h"
 
-/* Read-ahead buffer size, and the largest payload that goes through it. */
-#define RB_SIZE (64u * 1024u)
-#define RB_PAYLOAD_MAX (RB_SIZE / 2u)
+/* Read-ahead buffer size, and the largest payload that goes through it.
+ * rb is larger than it needs for read-ahead so that a wrong guess (rx_spec)
+ * of a 64 KiB payload can be taken back into it. */
+#define RB_SIZE (128u * 1024u)
+#define RB_PAYLOAD_MAX (32u * 1024u)
 /* A payload larger than this is allocated in steps as its bytes arrive
  * (memory follows data, not headers); smaller ones are allocated at once.
  * Large malloc blocks are mmap'd, so untouched pages cost nothing. */
@@ -41,6 +45,9 @@
  * (pc__io_prefault): the most memory a peer's header makes us touch before
  * the bytes to fill it arrive. */
 #define PREFAULT_WINDOW (2u * 1024u * 1024u)
+/* Smaller payloads are not worth the check (one mincore per message): their
+ * blocks come from malloc's reused heap, already resident. */
+#define PREFAULT_MIN (512u * 1024u)
 /* Messages per system call in pc_send_batch (two iovecs each). */
 #define BATCH_CHUNK 512
 
@@ -741,8 +748,46 @@ static ssize_t rb_fill(pc_conn *c, const pc__deadline *d, size_t most) {
   return n;
 }
 
-/* Makes the next message's header parsed (c->rx_have_hdr). */
-static int rx_header(pc_conn *c, const pc__deadline *d) {
+/* The most payload a guessed read (rx_spec) brings along with a header:
+ * what rb can take back if the guess was wrong. */
+#define SPEC_MAX (RB_SIZE - PC__HDR_LARGE)
+
+/*
+ * A guess at where the next payload goes. After a large message the next one
+ * is probably large too; then the receive offers the buffer the payload would
+ * go to, and the header and the start of the payload arrive in one readv --
+ * the header into rb, the payload straight into place -- instead of a read
+ * for the header and another for the payload (the raw reader of a stream of
+ * known sizes also pays one). The guess holds when the header has the size
+ * of the last one and announces a large payload that fits `limit` and is no
+ * shorter than what arrived; otherwise what arrived is moved into rb (at most
+ * SPEC_MAX bytes) and the message is taken from there as usual.
+ */
+typedef struct rx_spec {
+  unsigned char *dst; /* where the payload would go */
+  size_t len;         /* how much of it to read along with the header */
+  size_t limit;       /* the largest payload dst can take */
+  size_t got;         /* payload bytes that are in dst */
+} rx_spec;
+
+/* The guessed read: rb is empty (a message boundary). */
+static ssize_t rb_fill_spec(pc_conn *c, const pc__deadline *d, rx_spec *sp) {
+  size_t hl = c->rx_last_hl;
+  struct iovec v[2] = {{c->rb, hl}, {sp->dst, sp->len}};
+  c->rb_off = c->rb_end = 0;
+  ssize_t n =
+      pc__io_readv(atomic_load(&c->fd), c->kind, pc__conn_wake(c, d), v, 2, d);
+  if (n > 0) {
+    c->rb_end = (size_t)n < hl ? (size_t)n : hl;
+    sp->got = (size_t)n - c->rb_end;
+  }
+  sp->len = 0; /* one guess per message */
+  return n;
+}
+
+/* Makes the next message's header parsed (c->rx_have_hdr). spec (or NULL)
+ * offers a guess; on return spec->got payload bytes are in spec->dst. */
+static int rx_header(pc_conn *c, const pc__deadline *d, rx_spec *spec) {
   int rc = 0;
   if (c->rx_status == PC_ETRUNCATED)
     return PC_ETRUNCATED; /* the parsed message can never complete */
@@ -759,12 +804,23 @@ static int rx_header(pc_conn *c, const pc__deadline *d) {
       break;
     }
     int h = pc__frame_parse(c->rb + c->rb_off, avail, &len);
+    if (spec != NULL && spec->got > 0 &&
+        !(h == c->rx_last_hl && len > RB_PAYLOAD_MAX && len >= spec->got &&
+          len <= spec->limit)) {
+      /* A wrong guess: the bytes are the payload's start, or even the
+       * next frames'. Behind the header in rb they are read as usual. */
+      memcpy(c->rb + c->rb_end, spec->dst, spec->got);
+      c->rb_end += spec->got;
+      spec->got = 0;
+      continue;
+    }
     if (h > 0) {
       c->rb_off += (size_t)h;
       c->rx_len = len;
       c->rx_have = 0;
       c->rx_have_hdr = true;
       c->rx_large_last = len > RB_PAYLOAD_MAX;
+      c->rx_last_hl = (unsigned char)h;
       break;
     }
     if (h < 0) {
@@ -772,9 +828,13 @@ static int rx_header(pc_conn *c, const pc__deadline *d) {
       continue;
     }
     /* After a large message the next is likely large too: take just the
-     * header, so its payload goes straight to where it belongs. */
-    ssize_t n =
-        rb_fill(c, d, c->rx_large_last ? PC__HDR_LARGE - avail : SIZE_MAX);
+     * header, so its payload goes straight to where it belongs -- with the
+     * payload's start when the receive offered where it would go. */
+    ssize_t n;
+    if (spec != NULL && spec->len > 0 && avail == 0 && c->rx_large_last)
+      n = rb_fill_spec(c, d, spec);
+    else
+      n = rb_fill(c, d, c->rx_large_last ? PC__HDR_LARGE - avail : SIZE_MAX);
     if (n == 0)
       c->rx_status = avail == 0 ? PC_EOF : PC_ETRUNCATED;
     else if (n < 0) {
@@ -798,7 +858,8 @@ typedef struct prefault {
  * window; the next window is checked while its first page is untouched. */
 static size_t prefault_ahead(prefault *pf, unsigned char *base, size_t have,
                              size_t end) {
-  if (pf->done < end && have + PREFAULT_WINDOW / 2 >= pf->done) {
+  if (end >= PREFAULT_MIN && pf->done < end &&
+      have + PREFAULT_WINDOW / 2 >= pf->done) {
     size_t to = end - have > PREFAULT_WINDOW ? have + PREFAULT_WINDOW : end;
     pf->capped = pc__io_prefault(base + pf->done, to - pf->done);
     pf->done = to;
@@ -881,17 +942,19 @@ static int rx_payload(pc_conn *c, const pc__deadline *d) {
   return rc;
 }
 
-/* Reads the rest of a large payload straight into dst (the caller's buffer),
- * without deadline: one copy, by the kernel. */
-static int rx_direct(pc_conn *c, unsigned char *dst) {
+/* Reads the rest of a large payload straight into dst (the caller's buffer,
+ * already holding `got` bytes of it), without deadline: one copy, by the
+ * kernel. */
+static int rx_direct(pc_conn *c, unsigned char *dst, size_t got) {
   int rc = 0;
   pc__deadline forever = pc__deadline_from_ms(-1);
   size_t len = (size_t)c->rx_len;
-  size_t have = c->rb_end - c->rb_off;
-  if (have > len)
-    have = len;
-  memcpy(dst, c->rb + c->rb_off, have);
-  c->rb_off += have;
+  size_t inrb = c->rb_end - c->rb_off, have = got;
+  if (inrb > len - have)
+    inrb = len - have;
+  memcpy(dst + have, c->rb + c->rb_off, inrb);
+  c->rb_off += inrb;
+  have += inrb;
   prefault pf = {have, false};
   while (have < len) {
     size_t want = prefault_ahead(&pf, dst, have, len);
@@ -936,6 +999,14 @@ static int rx_too_big(pc_conn *c) {
   return PC_ETOOBIG;
 }
 
+/* Whether a receive may guess (rx_spec) that the next message is as large
+ * as the last: the last one was large, and nothing of the next one is here
+ * yet. c->rx_len still holds the last message's length. */
+static bool may_guess(const pc_conn *c) {
+  return c->rx_large_last && !c->rx_have_hdr && c->rx_msg == NULL &&
+         c->rx_status == 0 && c->rb != NULL && c->rb_off == c->rb_end;
+}
+
 static int recv_begin(pc_conn *c, pc__deadline *d) {
   int rc = check_recv(c);
   if (rc == 0) {
@@ -969,7 +1040,26 @@ static int recv_bytes_impl(pc_conn *c, void **buf, size_t *len,
   rc = recv_begin(c, &d);
   if (rc != 0)
     return rc;
-  rc = rx_header(c, &d);
+  /* The block the payload goes to when the guess holds (it is then handed
+   * over as rx_msg). Not for non-blocking calls, which would make and drop
+   * it every time nothing is there. */
+  rx_spec sp = {NULL, 0, maxlength, 0};
+  size_t block = 0;
+  if (may_guess(c) && !d.nonblock && c->rx_len <= maxlength) {
+    block = c->rx_len < UPFRONT_MAX ? (size_t)c->rx_len : UPFRONT_MAX;
+    sp.dst = malloc(block);
+    sp.len = block < SPEC_MAX ? block : SPEC_MAX;
+    if (sp.dst == NULL)
+      sp.len = 0;
+  }
+  rc = rx_header(c, &d, &sp);
+  if (sp.got > 0) {
+    c->rx_msg = sp.dst;
+    c->rx_msg_cap = block;
+    c->rx_have = sp.got;
+  } else {
+    free(sp.dst);
+  }
   if (rc == 0 && c->rx_len > maxlength)
     rc = rx_too_big(c);
   if (rc == 0)
@@ -1022,13 +1112,20 @@ static ssize_t recv_into_impl(pc_conn *c, void *buf, size_t cap) {
   rc = recv_begin(c, &d);
   if (rc != 0)
     return rc;
-  rc = rx_header(c, &d);
+  /* Guess only without deadline: a payload begun in buf must be finished
+   * there (rx_direct), it cannot wait in the connection for a later call. */
+  rx_spec sp = {buf, 0, cap, 0};
+  if (may_guess(c) && d.forever) {
+    size_t want = c->rx_len < cap ? (size_t)c->rx_len : cap;
+    sp.len = want < SPEC_MAX ? want : SPEC_MAX;
+  }
+  rc = rx_header(c, &d, &sp);
   if (rc == 0 && c->rx_len > cap)
     rc = PC_ETOOSHORT; /* the message stays for the next receive */
   if (rc == 0) {
     size_t n = (size_t)c->rx_len;
     if (d.forever && c->rx_msg == NULL && n > RB_PAYLOAD_MAX) {
-      rc = rx_direct(c, buf);
+      rc = rx_direct(c, buf, sp.got);
       if (rc == 0) {
         c->rx_have_hdr = false;
         rc = (ssize_t)n;
@@ -1067,7 +1164,7 @@ static int recv_apply_impl(pc_conn *c, size_t maxlength,
   rc = recv_begin(c, &d);
   if (rc != 0)
     return rc;
-  rc = rx_header(c, &d);
+  rc = rx_header(c, &d, NULL);
   if (rc == 0 && c->rx_len > maxlength)
     rc = rx_too_big(c);
   if (rc == 0)
@@ -1091,7 +1188,7 @@ static ssize_t next_size_impl(pc_conn *c) {
   rc = recv_begin(c, &d);
   if (rc != 0)
     return rc;
-  rc = rx_header(c, &d);
+  rc = rx_header(c, &d, NULL);
   if (rc == 0)
     rc = c->rx_len > (uint64_t)SSIZE_MAX ? PC_ETOOBIG : (ssize_t)c->rx_len;
   pthread_mutex_unlock(&c->rx_mu);
@@ -1119,7 +1216,7 @@ static int poll_impl(pc_conn *c, int timeout_ms) {
   if (rc == 0) {
     /* Pull what is there into the connection until a whole message is
      * buffered, the stream ends, or time runs out. */
-    rc = rx_header(c, &d);
+    rc = rx_header(c, &d, NULL);
     if (rc == 0)
       rc = rx_payload(c, &d);
     if (rc == 0 || rc == PC_EOF || rc == PC_ETRUNCATED || rc == PC_EPROTO)

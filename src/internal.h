@@ -68,6 +68,10 @@ enum pc__fdkind { PC__FD_SOCKET, PC__FD_PIPE };
 ssize_t pc__io_writev(int fd, enum pc__fdkind kind, int wake,
                       const struct iovec *iov, int iovcnt,
                       const pc__deadline *d);
+/* pc__io_read into the concatenation of iov[0..iovcnt). */
+ssize_t pc__io_readv(int fd, enum pc__fdkind kind, int wake,
+                     const struct iovec *iov, int iovcnt,
+                     const pc__deadline *d);
 /* pc__io_writev for a blocking write on a socket with no deadline and no
  * wake descriptor, the common case, in one sendmsg. */
 ssize_t pc__io_send_blocking(int fd, const struct iovec *iov, int iovcnt);
@@ -120,15 +124,16 @@ struct pc_conn {
   size_t tx_bufsize; /* pc_set_buffered size; 0: unbuffered */
 
   pthread_mutex_t rx_mu;
-  unsigned char *rb;     /* read-ahead buffer, allocated on first receive */
-  size_t rb_off;         /* first unconsumed byte */
-  size_t rb_end;         /* end of valid bytes */
-  bool rx_have_hdr;      /* the next message's header has been parsed */
-  bool rx_large_last;    /* the last header announced a payload too large for
+  unsigned char *rb;        /* read-ahead buffer, allocated on first receive */
+  size_t rb_off;            /* first unconsumed byte */
+  size_t rb_end;            /* end of valid bytes */
+  bool rx_have_hdr;         /* the next message's header has been parsed */
+  bool rx_large_last;       /* the last header announced a payload too large for
                        * read-ahead: read only a header's worth next, so
                        * a stream of large messages is not copied twice */
-  uint64_t rx_len;       /* its payload length */
-  unsigned char *rx_msg; /* payload held outside rb (large or resumed) */
+  unsigned char rx_last_hl; /* header size of the last message parsed */
+  uint64_t rx_len;          /* its payload length */
+  unsigned char *rx_msg;    /* payload held outside rb (large or resumed) */
   size_t rx_msg_cap;
   size_t rx_have; /* payload bytes in rx_msg */
   int rx_status;  /* sticky end: PC_EOF, PC_ETRUNCATED, PC_EPROTO */

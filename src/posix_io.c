@@ -262,16 +262,18 @@ ssize_t pc__io_writev(int fd, enum pc__fdkind kind, int wake,
   return n;
 }
 
-static ssize_t read_once(int fd, enum pc__fdkind kind, void *buf, size_t cap,
-                         bool nonblock) {
+static ssize_t read_once(int fd, enum pc__fdkind kind, const struct iovec *iov,
+                         int iovcnt, bool nonblock) {
   ssize_t n;
+  struct iovec *v = (struct iovec *)(uintptr_t)iov;
   if (!nonblock) {
-    n = read(fd, buf, cap);
+    n = iovcnt == 1 ? read(fd, v[0].iov_base, v[0].iov_len)
+                    : readv(fd, v, iovcnt);
   } else if (kind == PC__FD_SOCKET) {
-    n = recv(fd, buf, cap, MSG_DONTWAIT);
+    struct msghdr m = {.msg_iov = v, .msg_iovlen = (size_t)iovcnt};
+    n = recvmsg(fd, &m, MSG_DONTWAIT);
   } else if (!__atomic_load_n(&nowait_unsupported, __ATOMIC_RELAXED)) {
-    struct iovec v = {buf, cap};
-    n = preadv2(fd, &v, 1, -1, RWF_NOWAIT);
+    n = preadv2(fd, v, iovcnt, -1, RWF_NOWAIT);
     if (n < 0 && errno == EOPNOTSUPP) {
       __atomic_store_n(&nowait_unsupported, 1, __ATOMIC_RELAXED);
       errno = EINTR;
@@ -281,7 +283,7 @@ static ssize_t read_once(int fd, enum pc__fdkind kind, void *buf, size_t cap,
     struct pollfd p = {.fd = fd, .events = POLLIN, .revents = 0};
     n = poll(&p, 1, 0);
     if (n > 0)
-      n = read(fd, buf, cap);
+      n = readv(fd, v, iovcnt);
     else if (n == 0) {
       errno = EAGAIN;
       n = -1;
@@ -290,12 +292,13 @@ static ssize_t read_once(int fd, enum pc__fdkind kind, void *buf, size_t cap,
   return n < 0 ? pc__errno_neg() : n;
 }
 
-ssize_t pc__io_read(int fd, enum pc__fdkind kind, int wake, void *buf,
-                    size_t cap, const pc__deadline *d) {
+ssize_t pc__io_readv(int fd, enum pc__fdkind kind, int wake,
+                     const struct iovec *iov, int iovcnt,
+                     const pc__deadline *d) {
   ssize_t n;
   bool nonblock = !d->forever || wake >= 0;
   for (;;) {
-    n = read_once(fd, kind, buf, cap, nonblock);
+    n = read_once(fd, kind, iov, iovcnt, nonblock);
     if (n >= 0)
       break;
     if (n == -EINTR)
@@ -313,6 +316,12 @@ ssize_t pc__io_read(int fd, enum pc__fdkind kind, int wake, void *buf,
     }
   }
   return n;
+}
+
+ssize_t pc__io_read(int fd, enum pc__fdkind kind, int wake, void *buf,
+                    size_t cap, const pc__deadline *d) {
+  struct iovec v = {buf, cap};
+  return pc__io_readv(fd, kind, wake, &v, 1, d);
 }
 
 /* ------------------------------------------------------------ read targets */

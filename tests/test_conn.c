@@ -373,6 +373,307 @@ static void test_every_size_round_trips_through_a_child(void **state) {
   }
 }
 
+/* ------------------------------------------------------------ guessed reads
+ * After a large message the receiver reads the next header together with
+ * the start of the payload, straight into where a payload as large as the
+ * last would go (rx_spec in conn.c). Every way the guess can be wrong must
+ * still give the right messages. The frames come from a raw peer, written
+ * in one go by a child so that each guessed read finds the next frames too. */
+
+typedef struct frames_blob {
+  unsigned char *data;
+  size_t len;
+} frames_blob;
+
+/* Appends a frame of len pattern bytes (seed) with the 4-byte header, or
+ * Python's -1 + 8-byte form when large_form. */
+static void add_frame(frames_blob *b, size_t len, bool large_form,
+                      uint32_t seed) {
+  size_t hl = large_form ? 12 : 4;
+  b->data = realloc(b->data, b->len + hl + len);
+  assert_non_null(b->data);
+  if (large_form) {
+    pc__put_be32(b->data + b->len, UINT32_MAX);
+    pc__put_be64(b->data + b->len + 4, len);
+  } else {
+    pc__put_be32(b->data + b->len, (uint32_t)len);
+  }
+  pc_test_pattern(b->data + b->len + hl, len, seed);
+  b->len += hl + len;
+}
+
+typedef struct blob_writer {
+  const frames_blob *b;
+  int fd;
+} blob_writer;
+
+static int write_blob(void *arg) {
+  blob_writer *w = arg;
+  for (size_t off = 0; off < w->b->len;) {
+    ssize_t k = write(w->fd, w->b->data + off, w->b->len - off);
+    if (k < 0 && errno != EINTR)
+      return 1;
+    off += k > 0 ? (size_t)k : 0;
+  }
+  return 0;
+}
+
+/* A connection whose peer, a child, writes b and closes. */
+static pc_conn *conn_fed_by(const frames_blob *b, pid_t *pid) {
+  int peer;
+  pc_conn *c = wrap_socket(&peer);
+  blob_writer w = {b, peer};
+  *pid = pc_test_fork(write_blob, &w);
+  close(peer);
+  return c;
+}
+
+/* form 0: pc_recv_bytes, 1: pc_recv_bytes_into, 2: alternating. */
+static void expect_frame(pc_conn *c, int form, int i, size_t len,
+                         uint32_t seed) {
+  static unsigned char into[300000];
+  if (form == 1 || (form == 2 && i % 2 == 1)) {
+    assert_int_equal(pc_recv_bytes_into(c, into, sizeof into), (ssize_t)len);
+    assert_true(pc_test_pattern_ok(into, len, seed));
+  } else {
+    void *buf = NULL;
+    size_t n = 0;
+    assert_rc(0, pc_recv_bytes(c, &buf, &n, PC_NOLIMIT));
+    assert_int_equal(n, len);
+    assert_true(pc_test_pattern_ok(buf, n, seed));
+    free(buf);
+  }
+}
+
+static void test_guessed_reads_survive_every_change_of_size(void **state) {
+  (void)state;
+  /* Equal, small after large, shorter but large (the guess read part of
+   * the next frame), longer, and header forms changing both ways. */
+  static const struct {
+    size_t len;
+    bool large_form;
+  } frames[] = {{100000, false}, {100000, false}, {10, false},
+                {100000, false}, {40000, false},  {70000, false},
+                {200000, false}, {100000, true},  {100000, false},
+                {100000, true},  {100000, true},  {0, false},
+                {65536, false},  {65536, false},  {131060, false}};
+  size_t nframes = sizeof frames / sizeof frames[0];
+  frames_blob b = {NULL, 0};
+  for (size_t i = 0; i < nframes; i++)
+    add_frame(&b, frames[i].len, frames[i].large_form, (uint32_t)i + 40);
+  for (int form = 0; form < 3; form++) {
+    pid_t pid;
+    pc_conn *c = conn_fed_by(&b, &pid);
+    for (size_t i = 0; i < nframes; i++)
+      expect_frame(c, form, (int)i, frames[i].len, (uint32_t)i + 40);
+    void *buf;
+    size_t n;
+    assert_rc(PC_EOF, pc_recv_bytes(c, &buf, &n, PC_NOLIMIT));
+    pc_test_wait_ok(pid, 30);
+    pc_close(c);
+  }
+  free(b.data);
+}
+
+/* The same, with every guess made at a known moment: a writer thread puts
+ * one phase of frames into the socket (it fits the socket buffer) and says
+ * so; only then are they received, so each guess sees exactly those bytes.
+ * Each phase after the first starts right after a large message. */
+typedef struct phase_writer {
+  int fd;
+  const frames_blob *phases;
+  size_t nphases;
+  pc_test_sync go, written;
+} phase_writer;
+
+static void *phase_writer_main(void *arg) {
+  phase_writer *w = arg;
+  for (size_t p = 0; p < w->nphases; p++) {
+    if (pc_test_sync_wait(&w->go, 10000) != 0)
+      break;
+    const frames_blob *b = &w->phases[p];
+    for (size_t off = 0; off < b->len;) {
+      ssize_t k = write(w->fd, b->data + off, b->len - off);
+      if (k < 0 && errno != EINTR)
+        return NULL;
+      off += k > 0 ? (size_t)k : 0;
+    }
+    pc_test_sync_post(&w->written);
+  }
+  return NULL;
+}
+
+/* Ends a test that hangs in a receive (a broken guess can leave it waiting
+ * for bytes that already went elsewhere): unless `done` is posted within
+ * 20 s, it shuts the peer down, and the receive fails instead. */
+typedef struct watchdog {
+  int peer;
+  pc_test_sync done;
+} watchdog;
+
+static void *watchdog_main(void *arg) {
+  watchdog *w = arg;
+  if (pc_test_sync_wait(&w->done, 20000) != 0)
+    shutdown(w->peer, SHUT_RDWR);
+  return NULL;
+}
+
+/* A phase writer and its watchdog, on the raw peer of a connection. */
+typedef struct phased {
+  phase_writer w;
+  watchdog dog;
+  pthread_t t, wd;
+} phased;
+
+static void phased_start(phased *ph, int peer, const frames_blob *phases,
+                         size_t nphases) {
+  int big = 1 << 20; /* room for a whole phase (the kernel may clamp) */
+  setsockopt(peer, SOL_SOCKET, SO_SNDBUF, &big, sizeof big);
+  ph->w.fd = peer;
+  ph->w.phases = phases;
+  ph->w.nphases = nphases;
+  ph->dog.peer = peer;
+  pc_test_sync_init(&ph->w.go);
+  pc_test_sync_init(&ph->w.written);
+  pc_test_sync_init(&ph->dog.done);
+  assert_int_equal(pthread_create(&ph->t, NULL, phase_writer_main, &ph->w), 0);
+  assert_int_equal(pthread_create(&ph->wd, NULL, watchdog_main, &ph->dog), 0);
+}
+
+/* Lets the writer put the next phase into the socket, and waits for it. */
+static void phased_next(phased *ph) {
+  pc_test_sync_post(&ph->w.go);
+  assert_int_equal(pc_test_sync_wait(&ph->w.written, 10000), 0);
+}
+
+static void phased_stop(phased *ph) {
+  pc_test_sync_post(&ph->dog.done);
+  pthread_join(ph->wd, NULL);
+  pthread_join(ph->t, NULL);
+  pc_test_sync_close(&ph->w.go);
+  pc_test_sync_close(&ph->w.written);
+  pc_test_sync_close(&ph->dog.done);
+}
+
+static void test_each_wrong_guess_at_a_known_moment(void **state) {
+  (void)state;
+  /* {phase, length, large header form}: what each phase tests. */
+  static const struct {
+    int phase;
+    size_t len;
+    bool large_form;
+  } frames[] = {
+      {0, 100000, false},                    /* arms the guess */
+      {1, 10, false},                        /* small, all of it arrived */
+      {2, 100000, false},                    /* (no guess after small) */
+      {3, 40000, false},  {3, 50000, false}, /* shorter: read into next */
+      {4, 100000, true},                     /* header grew to 12 bytes */
+      {5, 100000, false},                    /* and shrank back to 4 */
+      {6, 120000, false},                    /* longer: guess holds */
+      {7, 120000, false},                    /* equal: guess holds */
+      {8, 50000, false},                     /* shorter, alone: holds */
+  };
+  enum { NFRAMES = sizeof frames / sizeof frames[0], NPHASES = 9 };
+  frames_blob phases[NPHASES];
+  memset(phases, 0, sizeof phases);
+  for (size_t i = 0; i < NFRAMES; i++)
+    add_frame(&phases[frames[i].phase], frames[i].len, frames[i].large_form,
+              (uint32_t)i + 70);
+  for (int form = 0; form < 3; form++) {
+    int peer;
+    pc_conn *c = wrap_socket(&peer);
+    phased ph;
+    phased_start(&ph, peer, phases, NPHASES);
+    size_t i = 0;
+    for (int p = 0; p < NPHASES; p++) {
+      phased_next(&ph);
+      for (; i < NFRAMES && frames[i].phase == p; i++)
+        expect_frame(c, form, (int)i, frames[i].len, (uint32_t)i + 70);
+    }
+    phased_stop(&ph);
+    close(peer);
+    void *buf;
+    size_t n;
+    assert_rc(PC_EOF, pc_recv_bytes(c, &buf, &n, PC_NOLIMIT));
+    pc_close(c);
+  }
+  for (int p = 0; p < NPHASES; p++)
+    free(phases[p].data);
+}
+
+/* A guess written into the caller's buffer for a message that turns out
+ * too long for it: PC_ETOOSHORT, and the message is still whole. The first
+ * frame is larger than the read-ahead buffer, so none of the next one is in
+ * the connection when the second receive guesses. */
+static void test_guess_then_too_short_keeps_the_message(void **state) {
+  (void)state;
+  frames_blob phases[2] = {{NULL, 0}, {NULL, 0}};
+  add_frame(&phases[0], 200000, false, 50);
+  add_frame(&phases[1], 150000, false, 51);
+  add_frame(&phases[1], 150000, false, 52);
+  int peer;
+  pc_conn *c = wrap_socket(&peer);
+  phased ph;
+  phased_start(&ph, peer, phases, 2);
+  unsigned char *into = malloc(200000);
+  void *buf = NULL;
+  size_t n = 0;
+  phased_next(&ph);
+  assert_int_equal(pc_recv_bytes_into(c, into, 200000), 200000);
+  assert_true(pc_test_pattern_ok(into, 200000, 50));
+  phased_next(&ph);
+  assert_rc(PC_ETOOSHORT, pc_recv_bytes_into(c, into, 100000));
+  assert_int_equal(pc_next_size(c), 150000);
+  assert_rc(0, pc_recv_bytes(c, &buf, &n, PC_NOLIMIT));
+  assert_int_equal(n, 150000);
+  assert_true(pc_test_pattern_ok(buf, n, 51));
+  free(buf);
+  /* And a guess for a message over maxlength: PC_ETOOBIG, as always. */
+  assert_rc(PC_ETOOBIG, pc_recv_bytes(c, &buf, &n, 120000));
+  assert_false(pc_readable(c));
+  phased_stop(&ph);
+  free(into);
+  close(peer);
+  pc_close(c);
+  free(phases[0].data);
+  free(phases[1].data);
+}
+
+/* A guessed read that brings a bad header, or the end of the stream in
+ * the middle of a payload, reports it as any read does. */
+static void test_guess_then_bad_header_or_truncation(void **state) {
+  (void)state;
+  for (int form = 0; form < 2; form++) {
+    frames_blob b = {NULL, 0};
+    add_frame(&b, 100000, false, 60);
+    size_t at = b.len;
+    add_frame(&b, 100000, false, 61);
+    pc__put_be32(b.data + at, (uint32_t)-5); /* negative, not -1 */
+    pid_t pid;
+    pc_conn *c = conn_fed_by(&b, &pid);
+    expect_frame(c, form, form, 100000, 60);
+    void *buf;
+    size_t n;
+    unsigned char *into = malloc(200000);
+    assert_rc(PC_EPROTO, form == 0 ? pc_recv_bytes(c, &buf, &n, PC_NOLIMIT)
+                                   : pc_recv_bytes_into(c, into, 200000));
+    pc_test_wait_ok(pid, 30);
+    pc_close(c);
+
+    /* The second frame cut after half of its payload. */
+    pc__put_be32(b.data + at, 100000);
+    b.len = at + 4 + 50000;
+    c = conn_fed_by(&b, &pid);
+    expect_frame(c, form, form, 100000, 60);
+    assert_rc(PC_ETRUNCATED, form == 0 ? pc_recv_bytes(c, &buf, &n, PC_NOLIMIT)
+                                       : pc_recv_bytes_into(c, into, 200000));
+    pc_test_wait_ok(pid, 30);
+    pc_close(c);
+    free(into);
+    free(b.data);
+  }
+}
+
 /* ------------------------------------------------------------ end of stream */
 
 static void test_buffered_messages_delivered_then_sticky_eof(void **state) {
@@ -1672,6 +1973,10 @@ int main(void) {
       cmocka_unit_test(test_minus_one_header_accepted_for_small_payload),
       cmocka_unit_test(test_negative_header_is_sticky_protocol_error),
       cmocka_unit_test(test_every_size_round_trips_through_a_child),
+      cmocka_unit_test(test_guessed_reads_survive_every_change_of_size),
+      cmocka_unit_test(test_each_wrong_guess_at_a_known_moment),
+      cmocka_unit_test(test_guess_then_too_short_keeps_the_message),
+      cmocka_unit_test(test_guess_then_bad_header_or_truncation),
       cmocka_unit_test(test_buffered_messages_delivered_then_sticky_eof),
       cmocka_unit_test(test_close_inside_header_or_payload_is_truncation),
       cmocka_unit_test(test_send_to_gone_peer_is_epipe_without_sigpipe),

@@ -221,10 +221,13 @@ PC_API int pc_recv_bytes(pc_conn *c, void **buf, size_t *len, size_t maxlength);
 /* pc_recv_bytes_into receives one whole message into buf[0..cap) and returns
  * its length. Python: recv_bytes_into().
  * If the message is longer than cap it returns PC_ETOOSHORT and the message
- * stays: the buffer is untouched, pc_next_size() tells its length, and the
- * next receive returns it. Other errors as pc_recv_bytes. A large payload
- * goes straight from the kernel into buf, whose fresh pages are populated
- * ahead of it as in pc_recv_bytes. */
+ * stays: pc_next_size() tells its length, and the next receive returns it.
+ * buf's contents are then unspecified: after a large message (over 32 KiB)
+ * the next one's header and the start of its payload are read in one
+ * system call, the payload straight into buf on the guess that it fits.
+ * Other errors as pc_recv_bytes. A large payload goes straight from the
+ * kernel into buf, whose fresh pages are populated ahead of it as in
+ * pc_recv_bytes. */
 PC_API ssize_t pc_recv_bytes_into(pc_conn *c, void *buf, size_t cap);
 
 /* pc_next_size waits (bounded by the connection's timeout) until the header

@@ -125,14 +125,23 @@ int pc__conn_wake(pc_conn *c, const pc__deadline *d) {
  * in a new process forgets both, so pc_close neither waits for ghosts nor
  * wakes the parent's threads. The generation changes in a pthread_atfork
  * child handler: one counter, no list of connections. */
+void (*pc__adopt_hook)(int point);
+
 static void adopt_slow(pc_conn *c, unsigned now, unsigned was) {
+  void (*hook)(int) = pc__adopt_hook;
+  bool told = false;
   /* One thread adopts; the others wait until it has published the new
    * generation, so none can count itself in before the reset. */
   while (was != now) {
     if (was == GEN_ADOPTING) {
+      if (hook != NULL && !told)
+        hook(PC__AHOOK_WAITING);
+      told = true;
       sched_yield();
       was = atomic_load(&c->fork_gen);
     } else if (atomic_compare_exchange_weak(&c->fork_gen, &was, GEN_ADOPTING)) {
+      if (hook != NULL)
+        hook(PC__AHOOK_ADOPTING);
       atomic_fetch_and(&c->users, PC__CLOSING);
       int w = atomic_exchange(&c->wake_fd, -1);
       if (w >= 0)

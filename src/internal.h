@@ -161,6 +161,16 @@ int pc__conn_new(int fd, int flags, pc_conn **out);
  * eventfd for pipe ends (made on first use), -1 for sockets (pc_close shuts
  * them down instead) and for waits that cannot block. */
 int pc__conn_wake(pc_conn *c, const pc__deadline *d);
+/* Test hook for the first call on a connection in a forked child (conn.c,
+ * adopt_slow): called by the thread that adopts the connection, after
+ * claiming it and before resetting its count of calls, and once by every
+ * thread that finds another one adopting, before it waits. NULL (the
+ * default) costs one load, and only in a new process. */
+enum pc__ahook_point {
+  PC__AHOOK_ADOPTING = 1,
+  PC__AHOOK_WAITING,
+};
+extern void (*pc__adopt_hook)(int point);
 /* The flag pc_close sets in `users`: one word, so that a leaving call
  * decides from its own atomic result whether to wake pc_close, and never
  * touches the connection's memory after it is out. */

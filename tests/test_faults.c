@@ -4,11 +4,14 @@
  * exhaustion, and pc_close against calls blocked in other threads. */
 #include "helpers.h"
 
+#include "../src/internal.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <malloc.h>
 #include <poll.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -1141,6 +1144,120 @@ static void test_close_in_forked_child_leaves_parent_alone(void **state) {
   assert_int_equal(codes[1], 0);
 }
 
+/* Two threads of a forked child make the first calls on an inherited
+ * connection at the same moment. One adopts it (forgets the parent's count
+ * of calls in progress); the other must wait until that is done, or the
+ * reset would wipe the count it added: pc_close would then not wait for it,
+ * and when it left the count would end one below zero -- which reads as
+ * "closing" and turns every later call away. The hook holds the adopting
+ * thread (a send) right after it has claimed the connection until the other
+ * thread (a receive, which then blocks inside the call) reports that it
+ * waits. */
+static pc_test_sync adopt_in, adopt_waiting, adopt_go;
+
+static void adopt_hook(int point) {
+  if (point == PC__AHOOK_ADOPTING) {
+    pc_test_sync_post(&adopt_in);
+    (void)pc_test_sync_wait(&adopt_go, 5000);
+  } else if (point == PC__AHOOK_WAITING) {
+    pc_test_sync_post(&adopt_waiting);
+  }
+}
+
+typedef struct first_call {
+  pc_conn *c;
+  bool receive;
+  atomic_long rc;
+} first_call;
+
+static void *first_call_main(void *arg) {
+  first_call *f = arg;
+  unsigned char got = 0;
+  atomic_store(&f->rc, f->receive ? (long)pc_recv_bytes_into(f->c, &got, 1)
+                                  : pc_send_bytes(f->c, "x", 1));
+  return NULL;
+}
+
+/* Waits (bounded) until c counts `want` calls in progress. */
+static bool users_become(pc_conn *c, uint32_t want) {
+  int64_t end = now_us() + 5000000;
+  while (atomic_load(&c->users) != want && now_us() < end)
+    sched_yield();
+  return atomic_load(&c->users) == want;
+}
+
+static int adopt_child(void *arg) {
+  pc_conn **ends = arg;
+  first_call x = {ends[0], false, -1}, y = {ends[0], true, -1};
+  pthread_t tx, ty;
+  int rc = 0;
+  pc__adopt_hook = adopt_hook;
+  if (pthread_create(&tx, NULL, first_call_main, &x) != 0)
+    return 10;
+  if (pc_test_sync_wait(&adopt_in, 5000) != 0)
+    return 11; /* x never reached the adoption */
+  if (pthread_create(&ty, NULL, first_call_main, &y) != 0)
+    return 12;
+  int waited = pc_test_sync_wait(&adopt_waiting, 5000);
+  pc_test_sync_post(&adopt_go);
+  if (join_within(tx, 5000) != 0)
+    return 13;
+  pc__adopt_hook = NULL;
+  if (waited != 0) {
+    fprintf(stderr, "the second thread did not wait for the adoption\n");
+    rc = 14;
+  } else if (atomic_load(&x.rc) != 0) {
+    fprintf(stderr, "the send returned %s\n",
+            pc_errname((int)atomic_load(&x.rc)));
+    rc = 15;
+  } else if (!users_become(ends[0], 1)) {
+    fprintf(stderr,
+            "with the receive blocked inside, calls in progress "
+            "count %#x, not 1\n",
+            (unsigned)atomic_load(&ends[0]->users));
+    rc = 16;
+  }
+  /* Unblock the receive; afterwards nobody is inside. */
+  if (pc_send_bytes(ends[1], "y", 1) != 0 || join_within(ty, 5000) != 0)
+    return rc != 0 ? rc : 17;
+  if (rc == 0 && atomic_load(&y.rc) != 1) {
+    fprintf(stderr, "the receive returned %s\n",
+            pc_errname((int)atomic_load(&y.rc)));
+    rc = 18;
+  } else if (rc == 0 && atomic_load(&ends[0]->users) != 0) {
+    fprintf(stderr, "calls in progress count %#x after both left\n",
+            (unsigned)atomic_load(&ends[0]->users));
+    rc = 19;
+  }
+  unsigned char got = 0;
+  if (rc == 0 && (pc_recv_bytes_into(ends[1], &got, 1) != 1 || got != 'x'))
+    rc = 20;
+  if (pc_close(ends[0]) != 0 || pc_close(ends[1]) != 0)
+    rc = rc != 0 ? rc : 21;
+  return rc;
+}
+
+static void test_forked_child_threads_adopt_a_connection_once(void **state) {
+  (void)state;
+  pc_conn *ends[2];
+  pc_test_sync_init(&adopt_in);
+  pc_test_sync_init(&adopt_waiting);
+  pc_test_sync_init(&adopt_go);
+  assert_rc(0, pc_pipe(&ends[0], &ends[1], 0));
+  pc_test_wait_ok(pc_test_fork(adopt_child, ends), 30);
+  /* The parent's ends were not disturbed by the child's adoption. */
+  assert_rc(0, pc_send_bytes(ends[0], "p", 1));
+  unsigned char got = 0;
+  assert_int_equal(pc_recv_bytes_into(ends[1], &got, 1), 1);
+  assert_int_equal(got, 'p');
+  assert_int_equal(atomic_load(&ends[0]->users), 0);
+  pc_close(ends[0]);
+  pc_close(ends[1]);
+  pc_test_sync_close(&adopt_in);
+  pc_test_sync_close(&adopt_waiting);
+  pc_test_sync_close(&adopt_go);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_sigkill_at_exact_byte_of_1mib_message),
@@ -1151,6 +1268,7 @@ int main(void) {
       cmocka_unit_test(test_close_from_another_thread_wakes_blocked_receive),
       cmocka_unit_test(test_close_without_descriptor_for_eventfd),
       cmocka_unit_test(test_close_in_forked_child_leaves_parent_alone),
+      cmocka_unit_test(test_forked_child_threads_adopt_a_connection_once),
   };
   return cmocka_run_group_tests(tests, setup_big, teardown_big);
 }

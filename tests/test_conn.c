@@ -20,17 +20,22 @@
 
 /* ------------------------------------------------------------ utilities */
 
+/* Writes all of p[0..n) on fd, for a forked child or a helper thread, which
+ * must not use cmocka's asserts: true when all n bytes were written. */
+static bool write_fully(int fd, const void *p, size_t n) {
+  const unsigned char *b = p;
+  for (size_t off = 0; off < n;) {
+    ssize_t k = write(fd, b + off, n - off);
+    if (k < 0 && errno != EINTR)
+      return false;
+    off += k > 0 ? (size_t)k : 0;
+  }
+  return true;
+}
+
 /* Writes raw bytes on a descriptor (a hostile or Python-like peer). */
 static void raw_write(int fd, const void *p, size_t n) {
-  const unsigned char *b = p;
-  while (n > 0) {
-    ssize_t k = write(fd, b, n);
-    assert_true(k > 0 || errno == EINTR);
-    if (k > 0) {
-      b += k;
-      n -= (size_t)k;
-    }
-  }
+  assert_true(write_fully(fd, p, n));
 }
 
 /* Raw descriptor pair plus the library end wrapping fds[0]. */
@@ -409,13 +414,7 @@ typedef struct blob_writer {
 
 static int write_blob(void *arg) {
   blob_writer *w = arg;
-  for (size_t off = 0; off < w->b->len;) {
-    ssize_t k = write(w->fd, w->b->data + off, w->b->len - off);
-    if (k < 0 && errno != EINTR)
-      return 1;
-    off += k > 0 ? (size_t)k : 0;
-  }
-  return 0;
+  return write_fully(w->fd, w->b->data, w->b->len) ? 0 : 1;
 }
 
 /* A connection whose peer, a child, writes b and closes. */
@@ -491,13 +490,8 @@ static void *phase_writer_main(void *arg) {
   for (size_t p = 0; p < w->nphases; p++) {
     if (pc_test_sync_wait(&w->go, 10000) != 0)
       break;
-    const frames_blob *b = &w->phases[p];
-    for (size_t off = 0; off < b->len;) {
-      ssize_t k = write(w->fd, b->data + off, b->len - off);
-      if (k < 0 && errno != EINTR)
-        return NULL;
-      off += k > 0 ? (size_t)k : 0;
-    }
+    if (!write_fully(w->fd, w->phases[p].data, w->phases[p].len))
+      break;
     pc_test_sync_post(&w->written);
   }
   return NULL;
@@ -1112,20 +1106,27 @@ static void *drain_one(void *arg) {
   return (void *)ok;
 }
 
+/* A duplex pipe whose end *a holds the tail of a 4 MiB frame (pattern
+ * seed): part of the frame fits in the socket, so the non-blocking send
+ * succeeds and the library keeps the rest. The caller's buffer is wiped and
+ * freed at once: the library kept its own copy. */
+static void hold_a_tail(pc_conn **a, pc_conn **b, uint32_t seed) {
+  size_t len = 4u << 20;
+  unsigned char *big = malloc(len);
+  assert_non_null(big);
+  pc_test_pattern(big, len, seed);
+  assert_rc(0, pc_pipe(a, b, 0));
+  assert_rc(0, pc_set_timeout(*a, 0));
+  assert_rc(0, pc_send_bytes(*a, big, len));
+  memset(big, 0, len);
+  free(big);
+}
+
 static void
 test_send_timeout_mid_frame_keeps_rest_and_flush_finishes(void **state) {
   (void)state;
   pc_conn *a, *b;
-  size_t len = 4u << 20;
-  unsigned char *big = malloc(len);
-  pc_test_pattern(big, len, 11);
-  assert_rc(0, pc_pipe(&a, &b, 0));
-  assert_rc(0, pc_set_timeout(a, 0));
-  /* Part of the frame fits in the socket: the send succeeds, the library
-   * holds the rest. */
-  assert_rc(0, pc_send_bytes(a, big, len));
-  memset(big, 0, len); /* the library kept its own copy */
-  free(big);
+  hold_a_tail(&a, &b, 11);
   assert_rc(-EAGAIN, pc_flush(a));
   pthread_t t;
   assert_int_equal(pthread_create(&t, NULL, drain_one, b), 0);
@@ -1145,13 +1146,7 @@ test_send_timeout_mid_frame_keeps_rest_and_flush_finishes(void **state) {
 static void test_blocking_send_after_held_rest_sends_rest_first(void **state) {
   (void)state;
   pc_conn *a, *b;
-  size_t len = 4u << 20;
-  unsigned char *big = malloc(len);
-  pc_test_pattern(big, len, 11);
-  assert_rc(0, pc_pipe(&a, &b, 0));
-  assert_rc(0, pc_set_timeout(a, 0));
-  assert_rc(0, pc_send_bytes(a, big, len));
-  free(big);
+  hold_a_tail(&a, &b, 11);
   assert_rc(-EAGAIN, pc_flush(a));        /* a tail is held */
   assert_rc(0, pc_set_timeout(b, 10000)); /* a broken stream fails, not hangs */
   pthread_t t;
@@ -1179,13 +1174,7 @@ static void *drain_then_eof(void *arg) {
 static void test_close_sends_held_remainder(void **state) {
   (void)state;
   pc_conn *a, *b;
-  size_t len = 4u << 20;
-  unsigned char *big = malloc(len);
-  pc_test_pattern(big, len, 12);
-  assert_rc(0, pc_pipe(&a, &b, 0));
-  assert_rc(0, pc_set_timeout(a, 0));
-  assert_rc(0, pc_send_bytes(a, big, len));
-  free(big);
+  hold_a_tail(&a, &b, 12);
   pthread_t t;
   assert_int_equal(pthread_create(&t, NULL, drain_then_eof, b), 0);
   assert_rc(0, pc_set_timeout(a, -1));

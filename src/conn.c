@@ -1122,9 +1122,10 @@ static ssize_t recv_into_impl(pc_conn *c, void *buf, size_t cap) {
   if (rc != 0)
     return rc;
   /* Guess only without deadline: a payload begun in buf must be finished
-   * there (rx_direct), it cannot wait in the connection for a later call. */
+   * there (rx_direct), it cannot wait in the connection for a later call.
+   * And only where a large payload can fit at all. */
   rx_spec sp = {buf, 0, cap, 0};
-  if (may_guess(c) && d.forever) {
+  if (may_guess(c) && d.forever && cap > RB_PAYLOAD_MAX) {
     size_t want = c->rx_len < cap ? (size_t)c->rx_len : cap;
     sp.len = want < SPEC_MAX ? want : SPEC_MAX;
   }

@@ -910,7 +910,10 @@ static int rx_into_msg(pc_conn *c, const pc__deadline *d) {
       c->rx_msg = p;
       c->rx_msg_cap = cap;
     }
-    size_t want = prefault_ahead(&pf, c->rx_msg, c->rx_have, c->rx_msg_cap);
+    /* A block from a guess (rx_spec) may be larger than this payload:
+     * never read past the payload's end into the next frame. */
+    size_t end = c->rx_msg_cap < len ? c->rx_msg_cap : len;
+    size_t want = prefault_ahead(&pf, c->rx_msg, c->rx_have, end);
     ssize_t n = pc__io_read(atomic_load(&c->fd), c->kind, pc__conn_wake(c, d),
                             c->rx_msg + c->rx_have, want, d);
     if (n > 0) {

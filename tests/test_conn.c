@@ -595,6 +595,49 @@ static void test_each_wrong_guess_at_a_known_moment(void **state) {
     free(phases[p].data);
 }
 
+/* A guess that holds for a payload shorter than the last one, of which only
+ * a little has arrived: the rest must be read up to the payload's end and
+ * not into the next frame, although the block from the guess is larger. A
+ * tiny send buffer on the writer keeps only a few KiB in flight, so every
+ * guess sees just a part. */
+static void *tiny_writer_main(void *arg) {
+  blob_writer *w = arg;
+  return write_fully(w->fd, w->b->data, w->b->len) ? arg : NULL;
+}
+
+static void test_guess_larger_than_payload_stops_at_its_end(void **state) {
+  (void)state;
+  static const size_t lens[] = {100000, 50000, 100000, 40000, 90000, 90000};
+  enum { N = sizeof lens / sizeof lens[0] };
+  frames_blob b = {NULL, 0};
+  for (size_t i = 0; i < N; i++)
+    add_frame(&b, lens[i], false, (uint32_t)i + 90);
+  for (int form = 0; form < 3; form++) {
+    int peer;
+    pc_conn *c = wrap_socket(&peer);
+    int tiny = 1; /* the kernel raises it to its minimum */
+    assert_int_equal(
+        setsockopt(peer, SOL_SOCKET, SO_SNDBUF, &tiny, sizeof tiny), 0);
+    blob_writer w = {&b, peer};
+    watchdog dog = {peer, {-1, -1}};
+    pc_test_sync_init(&dog.done);
+    pthread_t t, wd;
+    assert_int_equal(pthread_create(&t, NULL, tiny_writer_main, &w), 0);
+    assert_int_equal(pthread_create(&wd, NULL, watchdog_main, &dog), 0);
+    for (size_t i = 0; i < N; i++)
+      expect_frame(c, form, (int)i, lens[i], (uint32_t)i + 90);
+    pc_test_sync_post(&dog.done);
+    pthread_join(wd, NULL);
+    void *ok;
+    pthread_join(t, &ok);
+    assert_non_null(ok);
+    pc_test_sync_close(&dog.done);
+    close(peer);
+    pc_close(c);
+  }
+  free(b.data);
+}
+
 /* A guess written into the caller's buffer for a message that turns out
  * too long for it: PC_ETOOSHORT, and the message is still whole. The first
  * frame is larger than the read-ahead buffer, so none of the next one is in
@@ -1964,6 +2007,7 @@ int main(void) {
       cmocka_unit_test(test_every_size_round_trips_through_a_child),
       cmocka_unit_test(test_guessed_reads_survive_every_change_of_size),
       cmocka_unit_test(test_each_wrong_guess_at_a_known_moment),
+      cmocka_unit_test(test_guess_larger_than_payload_stops_at_its_end),
       cmocka_unit_test(test_guess_then_too_short_keeps_the_message),
       cmocka_unit_test(test_guess_then_bad_header_or_truncation),
       cmocka_unit_test(test_buffered_messages_delivered_then_sticky_eof),

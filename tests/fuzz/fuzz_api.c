@@ -207,14 +207,15 @@ static bool tolerated_wait(const fz *f, int r) {
 #endif
 }
 
-/* After a receive-side call on end r: on a buffered end the call first
- * wrote its buffer, best effort within its deadline. Without a deadline
- * that means all of it; with one, what is still held is unknown (the
- * receive goes on either way, so its result says nothing about it). */
-static void own_flush_done(fz *f, int r, long rc) {
+/* After a receive-side call on end r that waited with `timeout` (a
+ * receive: the end's own timeout; pc_poll: its argument): on a buffered end
+ * the call first wrote its buffer, best effort within that deadline.
+ * Without a deadline that means all of it; with one, what is still held is
+ * unknown (the receive goes on either way, so its result says nothing about
+ * it). */
+static void own_flush_done(fz *f, int r, int timeout) {
   end *e = &f->e[r];
-  (void)rc;
-  if (e->bufsize > 0 && e->can_send && !peer_gone(f, r) && e->timeout < 0)
+  if (e->bufsize > 0 && e->can_send && !peer_gone(f, r) && timeout < 0)
     all_out(&f->d[r]);
 }
 
@@ -521,7 +522,7 @@ static void do_recv(fz *f, int r, enum rop op, unsigned arg) {
            "%s on end %d waited (%s) after a poll "
            "reported it ready",
            what, r, fz_name(rc));
-  own_flush_done(f, r, rc);
+  own_flush_done(f, r, t);
   qmsg *h = qhead(d);
   if (h != NULL && h->maybe && !(rc >= 0 && op != R_SIZE)) {
     /* Its sender dropped a buffer: the stream may end before it. */
@@ -711,7 +712,7 @@ static void do_poll(fz *f, int r, unsigned arg) {
              t, r, rc, fz_name(rc), want, fz_name(want));
   if (rc == 1) {
     f->e[r].ready = true;
-    own_flush_done(f, r, rc);
+    own_flush_done(f, r, t);
   }
 }
 

@@ -39,7 +39,14 @@ for t in "${targets[@]}"; do
       "$work" "$src/corpus/$t" 2>"$work.log"; then
     status=1
     echo "fuzz_$t FAILED; see $work.log:" >&2
-    grep -E "ERROR|check failed|SUMMARY|Test unit written" "$work.log" >&2 || tail -20 "$work.log" >&2
+    grep -A1 -E "ERROR|check failed|SUMMARY|Test unit written" "$work.log" >&2 || tail -20 "$work.log" >&2
+    # The input itself, so a failure on a machine that is gone afterwards
+    # (CI) can be replayed: base64 -d > FILE, then run the target on FILE.
+    for crash in "$work"-crash-* "$work"-timeout-* "$work"-leak-* "$work"-oom-*; do
+      [ -f "$crash" ] || continue
+      echo "-- $(basename "$crash") (base64):" >&2
+      base64 -w 76 "$crash" >&2
+    done
   fi
   grep -E "^stat::number_of_executed_units|^stat::peak_rss_mb|^#[0-9]+.*DONE" "$work.log" || tail -3 "$work.log"
 done

@@ -182,6 +182,11 @@ size_t pc_test_scaled(size_t n) {
   return r > 0 ? r : 1;
 }
 
+size_t pc_test_scaled_min(size_t n, size_t min) {
+  size_t r = pc_test_scaled(n);
+  return r > min ? r : min;
+}
+
 bool pc_test_valgrind(void) {
 #ifdef PC_TEST_HAVE_VALGRIND_H
   if (RUNNING_ON_VALGRIND)

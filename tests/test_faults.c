@@ -26,18 +26,6 @@
 
 /* ------------------------------------------------------------ utilities */
 
-/* PC_TEST_SCALE (0 < scale <= 1, default 1) shrinks the heaviest loops for
- * slow runs such as valgrind; the counts named in the test names are those
- * of scale 1. */
-static long scale_count(long n, long min) {
-  const char *s = getenv("PC_TEST_SCALE");
-  double f = s != NULL ? atof(s) : 1.0;
-  if (!(f > 0 && f <= 1))
-    f = 1.0;
-  long r = (long)((double)n * f);
-  return r > min ? r : min;
-}
-
 static int64_t now_us(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -332,7 +320,7 @@ static void test_sigkill_at_exact_byte_of_1mib_message(void **state) {
   assert_non_null(into);
   int before = pc_test_count_fds();
   int64_t start = now_us();
-  long trials = scale_count(500, 40); /* the edges come first */
+  long trials = (long)pc_test_scaled_min(500, 40); /* the edges come first */
   for (int trial = 0; trial < trials; trial++) {
     size_t k = trial < (int)(sizeof edges / sizeof edges[0]) * 4
                    ? edges[trial % (int)(sizeof edges / sizeof edges[0])]
@@ -404,7 +392,7 @@ static void test_sigkill_at_random_time_of_1mib_send(void **state) {
   assert_non_null(into);
   int before = pc_test_count_fds();
   int64_t start = now_us();
-  long trials = scale_count(500, 20);
+  long trials = (long)pc_test_scaled_min(500, 20);
   for (int trial = 0; trial < trials; trial++) {
     int flags = trial % 2 ? PC_SIMPLEX : 0, form = (trial / 2) % NFORMS;
     pc_conn *rx, *tx;
@@ -655,15 +643,23 @@ static void storm_run(int flags, long n) {
   assert_true(child_sigs > (long)(secs * 100));
 }
 
+/* How many messages a storm sends each way. Under valgrind every signal
+ * goes through its scheduler and one message costs about 1.3 ms (100,000
+ * took 270 s on 2 cores): 10,000 still cross some 100,000 signals there. */
+static long storm_count(long n) {
+  return pc_test_valgrind() ? 10000
+                            : (long)pc_test_scaled_min((size_t)n, 10000);
+}
+
 static void
 test_signal_storm_million_messages_each_way_socketpair(void **state) {
   (void)state;
-  storm_run(0, scale_count(1000000, 10000));
+  storm_run(0, storm_count(1000000));
 }
 
 static void test_signal_storm_pipes(void **state) {
   (void)state;
-  storm_run(PC_SIMPLEX, scale_count(250000, 10000));
+  storm_run(PC_SIMPLEX, storm_count(250000));
 }
 
 /* ------------------------------------------------------------ descriptors */

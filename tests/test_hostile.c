@@ -21,18 +21,6 @@
 
 /* ------------------------------------------------------------ utilities */
 
-/* PC_TEST_SCALE (0 < scale <= 1, default 1) shrinks the heaviest loops for
- * slow runs such as valgrind; the counts named in the test names are those
- * of scale 1. */
-static long scale_count(long n, long min) {
-  const char *s = getenv("PC_TEST_SCALE");
-  double f = s != NULL ? atof(s) : 1.0;
-  if (!(f > 0 && f <= 1))
-    f = 1.0;
-  long r = (long)((double)n * f);
-  return r > min ? r : min;
-}
-
 /* One end under test: `c` wraps the library side, `fd` is the raw peer. */
 typedef struct hostile {
   pc_conn *c;
@@ -868,7 +856,7 @@ static void test_mutated_pickles_never_desynchronise(void **state) {
   uint32_t rs = 12345;
   unsigned char payload[1024];
   int decoded = 0, refused[3] = {0};
-  long count = scale_count(6000, 300);
+  long count = (long)pc_test_scaled_min(6000, 300);
   for (int i = 0; i < count; i++) {
     size_t plen;
     if (i % 4 == 3) {
@@ -992,7 +980,7 @@ static int drain_random(pc_conn *c, int form, int *messages) {
 static void test_ten_megabytes_of_random_bytes(void **state) {
   (void)state;
   int seen[4] = {0};
-  uint32_t seeds = (uint32_t)scale_count(12, 4);
+  uint32_t seeds = (uint32_t)pc_test_scaled_min(12, 4);
   for (uint32_t seed = 1; seed <= seeds; seed++) {
     int kind = (int)((seed / 2) % 2);
     int form = (int)((seed / 4) % 3);

@@ -20,6 +20,12 @@
  * are untimed. With W = 0 there is no extra acknowledgement: the clock starts
  * at the child's ready message. conn_python.py does the same.
  *
+ * Pinning (-c P,C): the parent runs on CPU P only and the child on CPU C
+ * only (sched_setaffinity, right after the fork), so that a run does not
+ * depend on where the scheduler happens to wake each process. On a shared VM
+ * a ping-pong's round trip moves by tens of microseconds with that placement
+ * alone (README). Without -c nothing is pinned.
+ *
  * Honesty: every message carries its index in its first bytes, the receiver
  * checks the length and index of every message (warm-up included) and the
  * whole payload of a sample (every 64th message and the last), so neither
@@ -28,12 +34,16 @@
 #ifndef PC_BENCH_COMMON_H
 #define PC_BENCH_COMMON_H
 
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE /* sched_setaffinity */
+#endif
 #include <errno.h>
 #include <limits.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sched.h>
 #include <string.h>
 #include <sys/types.h>
 #include <sys/wait.h>
@@ -52,6 +62,7 @@ typedef struct bench_opts {
   long count;  /* timed messages (or round trips) */
   long warmup; /* untimed messages sent first */
   long batch;  /* messages per pc_send_batch call */
+  int cpu[2];  /* -c P,C: the parent's and the child's CPU; -1: not pinned */
 } bench_opts;
 
 static inline double bench_now(void) {
@@ -63,13 +74,15 @@ static inline double bench_now(void) {
 /* bench_usage prints how to call the program; modes is a NULL-terminated
  * list. */
 static inline void bench_usage(const char *prog, const char *const *modes) {
-  fprintf(stderr, "usage: %s [-w W] MODE SIZE COUNT [BATCH]\n  MODE:", prog);
+  fprintf(stderr, "usage: %s [-w W] [-c P,C] MODE SIZE COUNT [BATCH]\n  MODE:",
+          prog);
   for (size_t i = 0; modes[i] != NULL; i++)
     fprintf(stderr, " %s", modes[i]);
   fprintf(stderr, "\n  SIZE: payload bytes (>= 8), COUNT: timed messages or"
                   " round trips,\n  BATCH: messages per batched send (default"
                   " 256), W: untimed warm-up\n  messages or round trips sent"
-                  " before the clock starts (default 0)\n");
+                  " before the clock starts (default 0),\n  P,C: run the"
+                  " parent on CPU P and the child on CPU C\n");
 }
 
 /* bench_parse_long reads a whole decimal number in [min, max] into *out.
@@ -87,17 +100,56 @@ static inline bool bench_parse_long(const char *s, long min, long max,
   return ok;
 }
 
-/* bench_parse reads [-w W] MODE SIZE COUNT [BATCH]. Returns 0, or -1 after
- * printing the usage. */
+/* bench_parse_cpus reads "P,C" (two CPU numbers) into cpu[0], cpu[1]. */
+static inline bool bench_parse_cpus(const char *s, int cpu[2]) {
+  char first[16];
+  const char *comma = strchr(s, ',');
+  long p, c;
+  bool ok = comma != NULL && (size_t)(comma - s) < sizeof first;
+  if (ok) {
+    memcpy(first, s, (size_t)(comma - s));
+    first[comma - s] = '\0';
+    ok = bench_parse_long(first, 0, CPU_SETSIZE - 1, &p) &&
+         bench_parse_long(comma + 1, 0, CPU_SETSIZE - 1, &c);
+  }
+  if (ok) {
+    cpu[0] = (int)p;
+    cpu[1] = (int)c;
+  }
+  return ok;
+}
+
+/* bench_pin keeps the calling process on one CPU (who: 0 parent, 1 child)
+ * when -c was given. Returns 0, or -1 after printing why. */
+static inline int bench_pin(const bench_opts *o, int who) {
+  int rc = 0;
+  if (o->cpu[who] >= 0) {
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    CPU_SET(o->cpu[who], &set);
+    rc = sched_setaffinity(0, sizeof set, &set);
+    if (rc != 0)
+      fprintf(stderr, "sched_setaffinity(CPU %d): %s\n", o->cpu[who],
+              strerror(errno));
+  }
+  return rc;
+}
+
+/* bench_parse reads [-w W] [-c P,C] MODE SIZE COUNT [BATCH]. Returns 0, or
+ * -1 after printing the usage. */
 static inline int bench_parse(int argc, char **argv, const char *const *modes,
                               bench_opts *o) {
   const char *prog = argv[0];
   int rc = -1, opt, n;
   long size, count, warmup = 0, batch = 256;
   bool known = false;
-  while ((opt = getopt(argc, argv, "w:")) != -1) {
-    if (opt != 'w' || !bench_parse_long(optarg, 0, LONG_MAX - 1, &warmup))
-      goto out;
+  o->cpu[0] = o->cpu[1] = -1;
+  while ((opt = getopt(argc, argv, "w:c:")) != -1) {
+    if (opt == 'w' && bench_parse_long(optarg, 0, LONG_MAX - 1, &warmup))
+      continue;
+    if (opt == 'c' && bench_parse_cpus(optarg, o->cpu))
+      continue;
+    goto out;
   }
   argv += optind;
   n = argc - optind;

@@ -19,8 +19,9 @@
  *                                             pc_recv_bytes_into
  *
  * -w W sends W untimed warm-up messages (round trips) first, the same way as
- * the timed ones (in batch mode with pc_send_batch too); default 0, see
- * bench_common.h. Prints one JSON line (see bench_common.h);
+ * the timed ones (in batch mode with pc_send_batch too); default 0. -c P,C
+ * pins the parent to CPU P and the child to CPU C. See bench_common.h for
+ * both. Prints one JSON line (see bench_common.h);
  * bench/run_bench.py compares it with a raw socketpair (bench_raw), Python's
  * multiprocessing.Pipe (conn_python.py) and ZeroMQ (bench_zmq).
  */
@@ -214,16 +215,17 @@ int main(int argc, char **argv) {
     goto out;
   }
   if (pid == 0) {
-    int code;
+    int code = 1;
     alarm(BENCH_ALARM_S);
     pc_close(mine);
-    code = child(theirs, &o, ref);
+    if (bench_pin(&o, 1) == 0)
+      code = child(theirs, &o, ref);
     pc_close(theirs);
     _exit(code);
   }
   pc_close(theirs);
   theirs = NULL;
-  if (parent(mine, &o, ref, &seconds) != 0) {
+  if (bench_pin(&o, 0) != 0 || parent(mine, &o, ref, &seconds) != 0) {
     pc_close(mine);
     mine = NULL;
     bench_wait_child(pid);

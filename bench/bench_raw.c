@@ -10,8 +10,9 @@
  *   bench_raw [-w W] pingpong SIZE COUNT   parent writes, child echoes,
  *                                          COUNT times
  *
- * -w W sends W untimed warm-up messages (round trips) first (default 0; see
- * bench_common.h). Prints one JSON line (see bench_common.h).
+ * -w W sends W untimed warm-up messages (round trips) first (default 0); -c
+ * P,C pins the parent to CPU P and the child to CPU C (see bench_common.h).
+ * Prints one JSON line (see bench_common.h).
  * bench/run_bench.py runs it together with the other implementations and
  * prints the ratios.
  */
@@ -181,11 +182,11 @@ int main(int argc, char **argv) {
   if (pid == 0) {
     alarm(BENCH_ALARM_S);
     close(sv[0]);
-    _exit(child(sv[1], &o, ref));
+    _exit(bench_pin(&o, 1) == 0 ? child(sv[1], &o, ref) : 1);
   }
   close(sv[1]);
   sv[1] = -1;
-  if (parent(sv[0], &o, ref, &seconds) != 0) {
+  if (bench_pin(&o, 0) != 0 || parent(sv[0], &o, ref, &seconds) != 0) {
     close(sv[0]);
     sv[0] = -1;
     bench_wait_child(pid);

@@ -9,8 +9,9 @@
  *                                          zmq_recv
  *   bench_zmq [-w W] pingpong SIZE COUNT   parent sends, child echoes
  *
- * -w W sends W untimed warm-up messages (round trips) first (default 0; see
- * bench_common.h). Default socket options (high-water marks of 1000
+ * -w W sends W untimed warm-up messages (round trips) first (default 0); -c
+ * P,C pins the parent to CPU P and the child to CPU C (see bench_common.h).
+ * Default socket options (high-water marks of 1000
  * messages), as a user gets them. Prints one JSON line (see bench_common.h).
  */
 #include <signal.h>
@@ -214,9 +215,9 @@ int main(int argc, char **argv) {
   }
   if (pid == 0) {
     alarm(BENCH_ALARM_S);
-    _exit(child(endpoint, &o, ref));
+    _exit(bench_pin(&o, 1) == 0 ? child(endpoint, &o, ref) : 1);
   }
-  if (zend_open(&z, endpoint, true) != 0 ||
+  if (bench_pin(&o, 0) != 0 || zend_open(&z, endpoint, true) != 0 ||
       parent(&z, &o, ref, &seconds) != 0) {
     zend_close(&z);
     kill(pid, SIGTERM);

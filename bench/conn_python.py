@@ -13,7 +13,9 @@ index, and the whole payload of every 64th message and the last.
 -w W sends W untimed warm-up messages (round trips) first, as the C
 programs do (default 0): in a stream the child acknowledges the W-th message
 and the clock starts when that acknowledgement arrives; in a ping-pong the
-first W round trips are untimed.
+first W round trips are untimed. -c P,C pins the parent to CPU P and the
+child to CPU C (os.sched_setaffinity right after the fork), as the C
+programs do.
 """
 import getopt
 import json
@@ -81,12 +83,17 @@ def parent(conn, mode, size, count, warmup, ref):
 
 
 def parse_args(argv):
-    """[-w W] MODE SIZE COUNT, as bench_parse reads it."""
+    """[-w W] [-c P,C] MODE SIZE COUNT, as bench_parse reads it."""
     try:
-        opts, rest = getopt.getopt(argv, "w:")
-        warmup = 0
-        for _, value in opts:
-            warmup = int(value)
+        opts, rest = getopt.getopt(argv, "w:c:")
+        warmup, cpus = 0, None
+        for flag, value in opts:
+            if flag == "-w":
+                warmup = int(value)
+            else:
+                cpus = tuple(int(x) for x in value.split(","))
+                if len(cpus) != 2 or min(cpus) < 0:
+                    raise ValueError("bad -c")
         if len(rest) != 3 or rest[0] not in ("stream", "pingpong"):
             raise ValueError("bad arguments")
         mode, size, count = rest[0], int(rest[1]), int(rest[2])
@@ -94,11 +101,16 @@ def parse_args(argv):
         raise SystemExit(__doc__) from None
     if size < 8 or count < 1 or warmup < 0:
         raise SystemExit("SIZE must be >= 8, COUNT >= 1 and W >= 0")
-    return mode, size, count, warmup
+    return mode, size, count, warmup, cpus
+
+
+def pin(cpus, who):
+    if cpus is not None:
+        os.sched_setaffinity(0, {cpus[who]})
 
 
 def main():
-    mode, size, count, warmup = parse_args(sys.argv[1:])
+    mode, size, count, warmup, cpus = parse_args(sys.argv[1:])
     ref = pattern(size)
     mine, theirs = multiprocessing.Pipe()
     sys.stdout.flush()
@@ -107,6 +119,7 @@ def main():
         code = 1
         try:
             mine.close()
+            pin(cpus, 1)
             child(theirs, mode, size, count, warmup, ref)
             code = 0
         except BaseException as e:  # report, then leave without cleanup
@@ -114,6 +127,7 @@ def main():
         finally:
             os._exit(code)
     theirs.close()
+    pin(cpus, 0)
     seconds = parent(mine, mode, size, count, warmup, ref)
     mine.close()
     _, status = os.waitpid(pid, 0)

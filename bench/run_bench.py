@@ -3,6 +3,7 @@
 """Runs the core benchmark and prints a markdown table with the ratios.
 
     python3 bench/run_bench.py [--build build] [--reps 5] [--warmup auto|N]
+                               [--pin P,C]
 
 Implementations, each between a parent and a forked child:
   raw      bench_raw: a bare socketpair, one write and one read per message
@@ -28,6 +29,12 @@ max(3, COUNT // 20) of them before COUNT timed ones, so that one-time costs
 stay out of steady-state figures (on a virtual machine, the first touch of
 fresh memory makes each of the first 16 MiB messages tens of milliseconds
 slower); --warmup 0 times each run from a cold start.
+
+--pin P,C keeps every parent on CPU P and every child on CPU C (the
+programs' -c option), for all implementations alike. Unpinned, the
+scheduler decides where each wake-up runs; on a shared virtual machine that
+placement alone moves a 64 B round trip by tens of microseconds, in phases
+that come and go over minutes.
 """
 import argparse
 import json
@@ -105,6 +112,8 @@ class Runner:
 
     def argv(self, impl, kind, size, count):
         warm = ["-w", str(self.warmup(count))]
+        if self.args.pin is not None:
+            warm += ["-c", self.args.pin]
         if impl == "python":
             return self.python + warm + [kind, str(size), str(count)]
         if impl == "pc_into":
@@ -281,6 +290,19 @@ def warmup_arg(text):
     return n
 
 
+def pin_arg(text):
+    """--pin: two CPU numbers this process may run on, "P,C"."""
+    try:
+        cpus = [int(x) for x in text.split(",")]
+    except ValueError:
+        cpus = []
+    if len(cpus) != 2 or any(c not in os.sched_getaffinity(0) for c in cpus):
+        raise argparse.ArgumentTypeError(
+            "expected P,C: two CPUs among "
+            f"{sorted(os.sched_getaffinity(0))}")
+    return f"{cpus[0]},{cpus[1]}"
+
+
 def warmup_note(args):
     """The header line that says what preceded the timing of each run."""
     if args.warmup == "auto":
@@ -305,6 +327,9 @@ def main():
                     help="untimed messages (round trips) before the clock "
                     "starts in every run; auto: max(3, COUNT // 20) "
                     "(default: auto); 0: cold figures")
+    ap.add_argument("--pin", type=pin_arg, metavar="P,C",
+                    help="pin every parent to CPU P and every child to CPU C "
+                    "(default: not pinned)")
     ap.add_argument("--only", help="comma-separated implementations "
                     "(raw,pc,pc_into,pc_batch,python,zmq)")
     ap.add_argument("--python", default=sys.executable,
@@ -334,7 +359,9 @@ def main():
     cmd = shlex.join(["python3", os.path.relpath(sys.argv[0])] + sys.argv[1:])
     print(f"Command: `{cmd}`  ")
     print(f"Machine: {machine()}; medians of {args.reps} runs;  ")
-    print(f"{warmup_note(args)}.\n")
+    pin = (f"; parents on CPU {args.pin.split(',')[0]}, children on CPU "
+           f"{args.pin.split(',')[1]}" if args.pin else "")
+    print(f"{warmup_note(args)}{pin}.\n")
     print(table(results, args))
     if args.smoke:
         print("\nSmoke run: every program worked; nothing was measured.")

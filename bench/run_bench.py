@@ -3,7 +3,7 @@
 """Runs the core benchmark and prints a markdown table with the ratios.
 
     python3 bench/run_bench.py [--build build] [--reps 5] [--warmup auto|N]
-                               [--pin P,C]
+                               [--pin P,C] [--modes M,..] [--only I,..]
 
 Implementations, each between a parent and a forked child:
   raw      bench_raw: a bare socketpair, one write and one read per message
@@ -171,6 +171,8 @@ def workloads(args):
         out.append(("stream", size, impls))
     for size in sizes:
         out.append(("pingpong", size, ["raw", "pc", "python", "zmq"]))
+    if args.modes:
+        out = [w for w in out if w[0] in args.modes.split(",")]
     if args.only:
         keep = set(args.only.split(","))
         out = [(k, s, [i for i in impls if i in keep]) for k, s, impls in out]
@@ -330,6 +332,8 @@ def main():
     ap.add_argument("--pin", type=pin_arg, metavar="P,C",
                     help="pin every parent to CPU P and every child to CPU C "
                     "(default: not pinned)")
+    ap.add_argument("--modes", help="comma-separated workloads "
+                    "(stream,pingpong; default: both)")
     ap.add_argument("--only", help="comma-separated implementations "
                     "(raw,pc,pc_into,pc_batch,python,zmq)")
     ap.add_argument("--python", default=sys.executable,

@@ -26,6 +26,12 @@
  * a ping-pong's round trip moves by tens of microseconds with that placement
  * alone (README). Without -c nothing is pinned.
  *
+ * Work (-u N): after each message it receives, each side spins N iterations
+ * of an empty loop (about 0.3 ns each here), as an application would do some
+ * work per message. A control for the ping-pong: on this VM a round trip
+ * across CPUs moves by tens of microseconds, up or down, with as little as
+ * 100 iterations (README). Default 0.
+ *
  * Honesty: every message carries its index in its first bytes, the receiver
  * checks the length and index of every message (warm-up included) and the
  * whole payload of a sample (every 64th message and the last), so neither
@@ -65,6 +71,9 @@ typedef struct bench_opts {
   int cpu[2];  /* -c P,C: the parent's and the child's CPU; -1: not pinned */
 } bench_opts;
 
+/* -u N: loop iterations of work after every received message. */
+static long bench_work_iters;
+
 static inline double bench_now(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -74,15 +83,18 @@ static inline double bench_now(void) {
 /* bench_usage prints how to call the program; modes is a NULL-terminated
  * list. */
 static inline void bench_usage(const char *prog, const char *const *modes) {
-  fprintf(stderr, "usage: %s [-w W] [-c P,C] MODE SIZE COUNT [BATCH]\n  MODE:",
+  fprintf(stderr,
+          "usage: %s [-w W] [-c P,C] [-u N] MODE SIZE COUNT [BATCH]\n  MODE:",
           prog);
   for (size_t i = 0; modes[i] != NULL; i++)
     fprintf(stderr, " %s", modes[i]);
-  fprintf(stderr, "\n  SIZE: payload bytes (>= 8), COUNT: timed messages or"
-                  " round trips,\n  BATCH: messages per batched send (default"
-                  " 256), W: untimed warm-up\n  messages or round trips sent"
-                  " before the clock starts (default 0),\n  P,C: run the"
-                  " parent on CPU P and the child on CPU C\n");
+  fprintf(stderr,
+          "\n  SIZE: payload bytes (>= 8), COUNT: timed messages or"
+          " round trips,\n  BATCH: messages per batched send (default"
+          " 256), W: untimed warm-up\n  messages or round trips sent"
+          " before the clock starts (default 0),\n  P,C: run the"
+          " parent on CPU P and the child on CPU C,\n  N: iterations of a busy"
+          " loop after each received message\n");
 }
 
 /* bench_parse_long reads a whole decimal number in [min, max] into *out.
@@ -120,7 +132,8 @@ static inline bool bench_parse_cpus(const char *s, int cpu[2]) {
 }
 
 /* bench_pin keeps the calling process on one CPU (who: 0 parent, 1 child)
- * when -c was given. Returns 0, or -1 after printing why. */
+ * when -c was given, and checks that it runs there. Returns 0, or -1 after
+ * printing why. */
 static inline int bench_pin(const bench_opts *o, int who) {
   int rc = 0;
   if (o->cpu[who] >= 0) {
@@ -128,14 +141,20 @@ static inline int bench_pin(const bench_opts *o, int who) {
     CPU_ZERO(&set);
     CPU_SET(o->cpu[who], &set);
     rc = sched_setaffinity(0, sizeof set, &set);
-    if (rc != 0)
+    if (rc != 0) {
       fprintf(stderr, "sched_setaffinity(CPU %d): %s\n", o->cpu[who],
               strerror(errno));
+    } else if (sched_getcpu() != o->cpu[who]) {
+      /* The kernel moves the caller before sched_setaffinity returns. */
+      fprintf(stderr, "pinned to CPU %d but running on CPU %d\n", o->cpu[who],
+              sched_getcpu());
+      rc = -1;
+    }
   }
   return rc;
 }
 
-/* bench_parse reads [-w W] [-c P,C] MODE SIZE COUNT [BATCH]. Returns 0, or
+/* bench_parse reads [-w W] [-c P,C] [-u N] MODE SIZE COUNT [BATCH]. Returns 0, or
  * -1 after printing the usage. */
 static inline int bench_parse(int argc, char **argv, const char *const *modes,
                               bench_opts *o) {
@@ -144,8 +163,10 @@ static inline int bench_parse(int argc, char **argv, const char *const *modes,
   long size, count, warmup = 0, batch = 256;
   bool known = false;
   o->cpu[0] = o->cpu[1] = -1;
-  while ((opt = getopt(argc, argv, "w:c:")) != -1) {
+  while ((opt = getopt(argc, argv, "w:c:u:")) != -1) {
     if (opt == 'w' && bench_parse_long(optarg, 0, LONG_MAX - 1, &warmup))
+      continue;
+    if (opt == 'u' && bench_parse_long(optarg, 0, 1L << 30, &bench_work_iters))
       continue;
     if (opt == 'c' && bench_parse_cpus(optarg, o->cpu))
       continue;
@@ -191,13 +212,15 @@ static inline void bench_stamp(unsigned char *buf, uint64_t index) {
 }
 
 /* bench_check verifies a received message: its length, its index and, on
- * the sample, the whole payload against ref. Returns true when it is right,
- * printing what is wrong otherwise. */
+ * the sample, the whole payload against ref; then it does the -u work.
+ * Returns true when it is right, printing what is wrong otherwise. */
 static inline bool bench_check(const unsigned char *buf, size_t len,
                                size_t want_len, uint64_t index,
                                const unsigned char *ref, bool last) {
   bool ok = false;
   uint64_t got = 0;
+  for (volatile long k = 0; k < bench_work_iters; k = k + 1)
+    ;
   if (len != want_len) {
     fprintf(stderr, "message %llu: length %zu, expected %zu\n",
             (unsigned long long)index, len, want_len);

@@ -20,8 +20,8 @@
  *
  * -w W sends W untimed warm-up messages (round trips) first, the same way as
  * the timed ones (in batch mode with pc_send_batch too); default 0. -c P,C
- * pins the parent to CPU P and the child to CPU C. See bench_common.h for
- * both. Prints one JSON line (see bench_common.h);
+ * pins the parent to CPU P and the child to CPU C; -u N spins N loop
+ * iterations after each received message. See bench_common.h. Prints one JSON line (see bench_common.h);
  * bench/run_bench.py compares it with a raw socketpair (bench_raw), Python's
  * multiprocessing.Pipe (conn_python.py) and ZeroMQ (bench_zmq).
  */

@@ -11,7 +11,8 @@
  *                                          COUNT times
  *
  * -w W sends W untimed warm-up messages (round trips) first (default 0); -c
- * P,C pins the parent to CPU P and the child to CPU C (see bench_common.h).
+ * P,C pins the parent to CPU P and the child to CPU C; -u N spins N loop
+ * iterations after each received message (see bench_common.h).
  * Prints one JSON line (see bench_common.h).
  * bench/run_bench.py runs it together with the other implementations and
  * prints the ratios.

@@ -10,7 +10,8 @@
  *   bench_zmq [-w W] pingpong SIZE COUNT   parent sends, child echoes
  *
  * -w W sends W untimed warm-up messages (round trips) first (default 0); -c
- * P,C pins the parent to CPU P and the child to CPU C (see bench_common.h).
+ * P,C pins the parent to CPU P and the child to CPU C; -u N spins N loop
+ * iterations after each received message (see bench_common.h).
  * Default socket options (high-water marks of 1000
  * messages), as a user gets them. Prints one JSON line (see bench_common.h).
  */

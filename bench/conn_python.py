@@ -107,6 +107,8 @@ def parse_args(argv):
 def pin(cpus, who):
     if cpus is not None:
         os.sched_setaffinity(0, {cpus[who]})
+        if os.sched_getaffinity(0) != {cpus[who]}:
+            raise SystemExit(f"could not pin to CPU {cpus[who]}")
 
 
 def main():

@@ -757,6 +757,13 @@ static ssize_t rb_fill(pc_conn *c, const pc__deadline *d, size_t most) {
   return n;
 }
 
+/* Between messages (no header parsed): the last payload was too large for
+ * read-ahead. Then the next read takes only a header's worth, or guesses
+ * (rx_spec), so that a stream of large messages is not copied twice. */
+static bool last_was_large(const pc_conn *c) {
+  return c->rx_len > RB_PAYLOAD_MAX;
+}
+
 /* The most payload a guessed read (rx_spec) brings along with a header:
  * what rb can take back if the guess was wrong. */
 #define SPEC_MAX (RB_SIZE - PC__HDR_LARGE)
@@ -828,7 +835,6 @@ static int rx_header(pc_conn *c, const pc__deadline *d, rx_spec *spec) {
       c->rx_len = len;
       c->rx_have = 0;
       c->rx_have_hdr = true;
-      c->rx_large_last = len > RB_PAYLOAD_MAX;
       c->rx_last_hl = (unsigned char)h;
       break;
     }
@@ -840,10 +846,10 @@ static int rx_header(pc_conn *c, const pc__deadline *d, rx_spec *spec) {
      * header, so its payload goes straight to where it belongs -- with the
      * payload's start when the receive offered where it would go. */
     ssize_t n;
-    if (spec != NULL && spec->len > 0 && avail == 0 && c->rx_large_last)
+    if (spec != NULL && spec->len > 0 && avail == 0 && last_was_large(c))
       n = rb_fill_spec(c, d, spec);
     else
-      n = rb_fill(c, d, c->rx_large_last ? PC__HDR_LARGE - avail : SIZE_MAX);
+      n = rb_fill(c, d, last_was_large(c) ? PC__HDR_LARGE - avail : SIZE_MAX);
     if (n == 0)
       c->rx_status = avail == 0 ? PC_EOF : PC_ETRUNCATED;
     else if (n < 0) {
@@ -1015,7 +1021,7 @@ static int rx_too_big(pc_conn *c) {
  * as the last: the last one was large, and nothing of the next one is here
  * yet. c->rx_len still holds the last message's length. */
 static bool may_guess(const pc_conn *c) {
-  return c->rx_large_last && !c->rx_have_hdr && c->rx_msg == NULL &&
+  return !c->rx_have_hdr && last_was_large(c) && c->rx_msg == NULL &&
          c->rx_status == 0 && c->rb != NULL && c->rb_off == c->rb_end;
 }
 

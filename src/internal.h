@@ -128,11 +128,9 @@ struct pc_conn {
   size_t rb_off;            /* first unconsumed byte */
   size_t rb_end;            /* end of valid bytes */
   bool rx_have_hdr;         /* the next message's header has been parsed */
-  bool rx_large_last;       /* the last header announced a payload too large for
-                       * read-ahead: read only a header's worth next, so
-                       * a stream of large messages is not copied twice */
   unsigned char rx_last_hl; /* header size of the last message parsed */
-  uint64_t rx_len;          /* its payload length */
+  uint64_t rx_len;          /* its payload length (until the next header is
+                               parsed: the last message's) */
   unsigned char *rx_msg;    /* payload held outside rb (large or resumed) */
   size_t rx_msg_cap;
   size_t rx_have; /* payload bytes in rx_msg */

@@ -69,13 +69,13 @@ void pc_test_sync_close(pc_test_sync *s);
  * hand too. A test with a heavy workload (big messages, many iterations)
  * sizes it with pc_test_scaled() instead of skipping it, so every code path
  * still runs. pc_test_scale returns the factor (1 when unset or invalid);
- * pc_test_scaled(n) returns n times it, at least 1, and pc_test_scaled_min
- * (n, min) at least min (the counts named in test names are those of scale
- * 1). pc_test_valgrind tells
- * whether the test runs under valgrind (where, e.g., RSS figures and timings
- * mean little). In a child forked under valgrind the leak check at exit is
- * switched off: the child holds a copy of every block of its parent, which it
- * neither made nor owns; its memory errors are still reported. */
+ * pc_test_scaled(n) returns n times it, at least 1; pc_test_scaled_min(n,
+ * min) the same, at least min (counts named in test names are those of scale
+ * 1). pc_test_valgrind tells whether the test runs under valgrind (where,
+ * e.g., RSS figures and timings mean little). In a child forked under
+ * valgrind the leak check at exit is switched off: the child holds a copy of
+ * every block of its parent, which it neither made nor owns; its memory
+ * errors are still reported. */
 double pc_test_scale(void);
 size_t pc_test_scaled(size_t n);
 size_t pc_test_scaled_min(size_t n, size_t min);

@@ -644,8 +644,9 @@ static void storm_run(int flags, long n) {
 }
 
 /* How many messages a storm sends each way. Under valgrind every signal
- * goes through its scheduler and one message costs about 1.3 ms (100,000
- * took 270 s on 2 cores): 10,000 still cross some 100,000 signals there. */
+ * goes through its scheduler: 100,000 messages each way took 270 s on a busy
+ * 2-core machine, close to the suite's limit. 10,000 still cross tens of
+ * thousands of signals there (460,000 in the socketpair storm). */
 static long storm_count(long n) {
   return pc_test_valgrind() ? 10000
                             : (long)pc_test_scaled_min((size_t)n, 10000);

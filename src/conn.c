@@ -78,6 +78,7 @@ int pc__conn_new(int fd, int flags, pc_conn **out) {
   atomic_init(&c->writable, (flags & PC_WRITABLE) != 0);
   atomic_init(&c->closed, false);
   atomic_init(&c->timeout_ms, -1);
+  atomic_init(&c->spin_us, PC_SPIN_DEFAULT);
   atomic_init(&c->users, 0);
   pthread_once(&atfork_once, register_atfork);
   atomic_init(&c->fork_gen, atomic_load(&fork_gen));
@@ -258,9 +259,20 @@ static int lock_within(pthread_mutex_t *mu, const pc__deadline *d) {
   return e == 0 ? 0 : -e;
 }
 
+/* A receive's reads spin (pc_set_spin); sends never do, as their wait is
+ * for the peer to drain a full buffer, not for its answer. */
+static pc__deadline with_spin(const pc_conn *c, pc__deadline d) {
+  d.spin_ns = atomic_load(&((pc_conn *)(uintptr_t)c)->spin_us) * 1000;
+  return d;
+}
+
 static pc__deadline conn_deadline(const pc_conn *c) {
   return pc__deadline_from_ms(
       atomic_load(&((pc_conn *)(uintptr_t)c)->timeout_ms));
+}
+
+static pc__deadline recv_deadline(const pc_conn *c) {
+  return with_spin(c, conn_deadline(c));
 }
 
 int pc_set_timeout(pc_conn *c, int timeout_ms) {
@@ -271,6 +283,17 @@ int pc_set_timeout(pc_conn *c, int timeout_ms) {
     rc = PC_ECLOSED;
   else
     atomic_store(&c->timeout_ms, timeout_ms);
+  return rc;
+}
+
+int pc_set_spin(pc_conn *c, int spin_us) {
+  int rc = 0;
+  if (c == NULL || spin_us < 0 || spin_us > PC_SPIN_MAX)
+    rc = -EINVAL;
+  else if (atomic_load(&c->closed))
+    rc = PC_ECLOSED;
+  else
+    atomic_store(&c->spin_us, spin_us);
   return rc;
 }
 
@@ -532,7 +555,7 @@ static int send_begin(pc_conn *c, pc__deadline *d) {
  */
 static int send_fast(pc_conn *c, const struct iovec *iov, int iovcnt,
                      size_t total) {
-  static const pc__deadline forever = {0, true, false};
+  static const pc__deadline forever = {0, true, false, 0};
   int rc = check_send(c);
   if (rc != 0)
     return rc;
@@ -1028,7 +1051,7 @@ static bool may_guess(const pc_conn *c) {
 static int recv_begin(pc_conn *c, pc__deadline *d) {
   int rc = check_recv(c);
   if (rc == 0) {
-    *d = conn_deadline(c);
+    *d = recv_deadline(c);
     flush_before_receive(c, d);
   }
   if (rc == 0) {
@@ -1224,7 +1247,7 @@ static int poll_impl(pc_conn *c, int timeout_ms) {
     return rc;
   if (c->sh_rx != NULL)
     return pc__shared_poll(c, timeout_ms);
-  d = pc__deadline_from_ms(timeout_ms);
+  d = with_spin(c, pc__deadline_from_ms(timeout_ms));
   flush_before_receive(c, &d);
   rc = lock_within(&c->rx_mu, &d);
   if (rc == -EAGAIN || rc == -ETIMEDOUT)

@@ -20,7 +20,9 @@
 typedef struct pc__deadline {
   int64_t at_ns; /* CLOCK_MONOTONIC; meaningful when !forever */
   bool forever;
-  bool nonblock; /* timeout 0: never wait */
+  bool nonblock;   /* timeout 0: never wait */
+  int32_t spin_ns; /* reads: how long to keep trying before sleeping
+                      (pc_set_spin); 0 from pc__deadline_from_ms */
 } pc__deadline;
 
 pc__deadline pc__deadline_from_ms(int timeout_ms);
@@ -76,7 +78,10 @@ ssize_t pc__io_readv(int fd, enum pc__fdkind kind, int wake,
  * wake descriptor, the common case, in one sendmsg. */
 ssize_t pc__io_send_blocking(int fd, const struct iovec *iov, int iovcnt);
 /* One read attempt into buf[0..cap): bytes read (> 0), 0 at end of stream,
- * or -errno (-EAGAIN/-ETIMEDOUT at the deadline). Retries EINTR. */
+ * or -errno (-EAGAIN/-ETIMEDOUT at the deadline). Retries EINTR. When
+ * nothing is there and d->spin_ns > 0, it keeps trying, yielding the CPU
+ * between tries, for up to that long (never past the deadline, and only
+ * until `wake` fires) before it sleeps. */
 ssize_t pc__io_read(int fd, enum pc__fdkind kind, int wake, void *buf,
                     size_t cap, const pc__deadline *d);
 /* Hints that p[0..len) is about to be written by a read: populates it in
@@ -94,6 +99,10 @@ int pc__io_wait_readable(int fd, const pc__deadline *d);
 int pc__io_wait(int fd, int wake, short events, const pc__deadline *d);
 /* Whether fd is a socket (decides MSG_NOSIGNAL vs. the SIGPIPE mask). */
 enum pc__fdkind pc__io_fdkind(int fd);
+/* Test hook: called once per spin round of a read (after a try found
+ * nothing, before the CPU is yielded). NULL (the default) costs one load,
+ * and only on a path that would otherwise sleep. */
+extern void (*pc__spin_hook)(void);
 
 /* ---------------------------------------------------------------- connections
  * The connection object, shared by conn.c and posix_shared.c. */
@@ -111,6 +120,7 @@ struct pc_conn {
   atomic_bool writable;
   atomic_bool closed;
   atomic_int timeout_ms;
+  atomic_int spin_us; /* pc_set_spin */
 
   const pc_serializer *ser; /* NULL: the default (pickle) */
   void *ser_ctx;

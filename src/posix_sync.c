@@ -164,7 +164,7 @@ int pc__pmutex_lock(pthread_mutex_t *m, const pc__deadline *d) {
   } else if (rc == EBUSY) {
     bool last = false;
     do {
-      pc__deadline slice = {pc__now_ns() + PMUTEX_SLICE_NS, false, false};
+      pc__deadline slice = {pc__now_ns() + PMUTEX_SLICE_NS, false, false, 0};
       struct timespec ts;
       if (d != NULL && !d->forever && d->at_ns <= slice.at_ns) {
         slice.at_ns = d->at_ns;

@@ -7,10 +7,14 @@
  * Every program runs one workload per invocation between itself and a forked
  * child, and prints one JSON line:
  *   {"impl": ..., "mode": ..., "size": S, "count": N, "warmup": W,
- *    "seconds": ..., "msgs_per_s": ..., "mb_per_s": ..., "rtt_us": ...}
+ *    "seconds": ..., "msgs_per_s": ..., "mb_per_s": ..., "rtt_us": ...,
+ *    "cpu_parent_s": ..., "cpu_child_s": ...}
  * mb_per_s counts payload bytes (10^6 bytes per MB) in every direction they
  * travel; rtt_us is null except for ping-pong, where msgs_per_s counts round
- * trips.
+ * trips. cpu_parent_s is the CPU time (user + system) the parent used in the
+ * timed part; cpu_child_s what the child used in its whole life, warm-up
+ * included (getrusage RUSAGE_CHILDREN). A process that waits by spinning
+ * (pc_set_spin) shows it there, not in the rates.
  *
  * Warm-up (-w W): W + N messages are sent, with indexes 0..W+N-1, and only
  * the last N are timed, so that the one-time costs of a run (first touch of
@@ -32,6 +36,10 @@
  * across CPUs moves by tens of microseconds, up or down, with as little as
  * 100 iterations (README). Default 0.
  *
+ * Spin (-s US, bench_conn only): pc_set_spin(US) on both ends; without -s
+ * the library's default (PC_SPIN_DEFAULT). -s 0 makes every receive that
+ * finds nothing sleep at once, as the raw socketpair's read does.
+ *
  * Honesty: every message carries its index in its first bytes, the receiver
  * checks the length and index of every message (warm-up included) and the
  * whole payload of a sample (every 64th message and the last), so neither
@@ -51,6 +59,7 @@
 #include <stdlib.h>
 #include <sched.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -69,6 +78,7 @@ typedef struct bench_opts {
   long warmup; /* untimed messages sent first */
   long batch;  /* messages per pc_send_batch call */
   int cpu[2];  /* -c P,C: the parent's and the child's CPU; -1: not pinned */
+  int spin;    /* -s US: pc_set_spin on both ends; -1: not given */
 } bench_opts;
 
 /* -u N: loop iterations of work after every received message. */
@@ -80,11 +90,33 @@ static inline double bench_now(void) {
   return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
+/* A part of the run: wall-clock seconds and this process's CPU seconds. */
+typedef struct bench_span {
+  double wall, cpu;
+} bench_span;
+
+static inline bench_span bench_mark(void) {
+  struct timespec ts;
+  bench_span s = {bench_now(), 0};
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+  s.cpu = (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+  return s;
+}
+
+/* bench_since returns what passed since t0 (from bench_mark). */
+static inline bench_span bench_since(bench_span t0) {
+  bench_span s = bench_mark();
+  s.wall -= t0.wall;
+  s.cpu -= t0.cpu;
+  return s;
+}
+
 /* bench_usage prints how to call the program; modes is a NULL-terminated
  * list. */
 static inline void bench_usage(const char *prog, const char *const *modes) {
   fprintf(stderr,
-          "usage: %s [-w W] [-c P,C] [-u N] MODE SIZE COUNT [BATCH]\n  MODE:",
+          "usage: %s [-w W] [-c P,C] [-u N] [-s US] MODE SIZE COUNT [BATCH]\n"
+          "  MODE:",
           prog);
   for (size_t i = 0; modes[i] != NULL; i++)
     fprintf(stderr, " %s", modes[i]);
@@ -94,7 +126,8 @@ static inline void bench_usage(const char *prog, const char *const *modes) {
           " 256), W: untimed warm-up\n  messages or round trips sent"
           " before the clock starts (default 0),\n  P,C: run the"
           " parent on CPU P and the child on CPU C,\n  N: iterations of a busy"
-          " loop after each received message\n");
+          " loop after each received message,\n  US: pc_set_spin on both ends"
+          " (bench_conn only)\n");
 }
 
 /* bench_parse_long reads a whole decimal number in [min, max] into *out.
@@ -154,21 +187,23 @@ static inline int bench_pin(const bench_opts *o, int who) {
   return rc;
 }
 
-/* bench_parse reads [-w W] [-c P,C] [-u N] MODE SIZE COUNT [BATCH]. Returns 0, or
- * -1 after printing the usage. */
+/* bench_parse reads [-w W] [-c P,C] [-u N] [-s US] MODE SIZE COUNT [BATCH].
+ * Returns 0, or -1 after printing the usage. */
 static inline int bench_parse(int argc, char **argv, const char *const *modes,
                               bench_opts *o) {
   const char *prog = argv[0];
   int rc = -1, opt, n;
-  long size, count, warmup = 0, batch = 256;
+  long size, count, warmup = 0, batch = 256, spin = -1;
   bool known = false;
   o->cpu[0] = o->cpu[1] = -1;
-  while ((opt = getopt(argc, argv, "w:c:u:")) != -1) {
+  while ((opt = getopt(argc, argv, "w:c:u:s:")) != -1) {
     if (opt == 'w' && bench_parse_long(optarg, 0, LONG_MAX - 1, &warmup))
       continue;
     if (opt == 'u' && bench_parse_long(optarg, 0, 1L << 30, &bench_work_iters))
       continue;
     if (opt == 'c' && bench_parse_cpus(optarg, o->cpu))
+      continue;
+    if (opt == 's' && bench_parse_long(optarg, 0, INT_MAX, &spin))
       continue;
     goto out;
   }
@@ -192,6 +227,7 @@ static inline int bench_parse(int argc, char **argv, const char *const *modes,
   o->count = count;
   o->warmup = warmup;
   o->batch = batch;
+  o->spin = (int)spin;
   rc = 0;
 out:
   if (rc != 0)
@@ -244,21 +280,39 @@ out:
   return ok;
 }
 
-/* bench_report prints the JSON line of one run; seconds covers the o->count
- * timed messages only, and so do the rates. */
+/* bench_report prints the JSON line of one run, after the child has been
+ * waited for; timed covers the o->count timed messages only, and so do the
+ * rates. */
 static inline void bench_report(const char *impl, const bench_opts *o,
-                                double seconds, bool pingpong) {
-  double n = (double)o->count;
+                                bench_span timed, bool pingpong) {
+  double n = (double)o->count, seconds = timed.wall;
   double bytes = n * (double)o->size * (pingpong ? 2.0 : 1.0);
   char rtt[64] = "null";
+  struct rusage ru;
+  double child = 0;
+  if (getrusage(RUSAGE_CHILDREN, &ru) == 0)
+    child = (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec * 1e-6 +
+            (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec * 1e-6;
   if (pingpong)
     snprintf(rtt, sizeof rtt, "%.3f", seconds / n * 1e6);
   printf("{\"impl\": \"%s\", \"mode\": \"%s\", \"size\": %zu, \"count\": %ld, "
          "\"warmup\": %ld, \"seconds\": %.6f, \"msgs_per_s\": %.1f, "
-         "\"mb_per_s\": %.1f, \"rtt_us\": %s}\n",
+         "\"mb_per_s\": %.1f, \"rtt_us\": %s, \"cpu_parent_s\": %.6f, "
+         "\"cpu_child_s\": %.6f}\n",
          impl, o->mode, o->size, o->count, o->warmup, seconds, n / seconds,
-         bytes / seconds / 1e6, rtt);
+         bytes / seconds / 1e6, rtt, timed.cpu, child);
   fflush(stdout);
+}
+
+/* bench_no_spin rejects -s in a program that has no pc_conn to set it on.
+ * Returns 0, or -1 after saying so. */
+static inline int bench_no_spin(const bench_opts *o) {
+  int rc = 0;
+  if (o->spin >= 0) {
+    fprintf(stderr, "-s sets pc_set_spin: bench_conn only\n");
+    rc = -1;
+  }
+  return rc;
 }
 
 /* bench_wait_child waits for the child and returns 0 if it exited with 0. */

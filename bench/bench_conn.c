@@ -21,7 +21,8 @@
  * -w W sends W untimed warm-up messages (round trips) first, the same way as
  * the timed ones (in batch mode with pc_send_batch too); default 0. -c P,C
  * pins the parent to CPU P and the child to CPU C; -u N spins N loop
- * iterations after each received message. See bench_common.h. Prints one JSON line (see bench_common.h);
+ * iterations after each received message; -s US sets pc_set_spin on both
+ * ends. See bench_common.h. Prints one JSON line (see bench_common.h);
  * bench/run_bench.py compares it with a raw socketpair (bench_raw), Python's
  * multiprocessing.Pipe (conn_python.py) and ZeroMQ (bench_zmq).
  */
@@ -151,7 +152,7 @@ out:
  * message when there is none; in ping-pong, the last warm-up echo) to its
  * final acknowledgement (stream) or the last echo (ping-pong). */
 static int parent(pc_conn *c, const bench_opts *o, const unsigned char *ref,
-                  double *seconds) {
+                  bench_span *timed) {
   int rc = -1;
   bool pingpong = strcmp(o->mode, "pingpong") == 0;
   bool batch = strcmp(o->mode, "batch") == 0, sent;
@@ -160,7 +161,7 @@ static int parent(pc_conn *c, const bench_opts *o, const unsigned char *ref,
   unsigned char *echo = malloc(o->size);
   struct iovec *iov = calloc(nbufs, sizeof *iov);
   unsigned char ack[1];
-  double t0;
+  bench_span t0;
   if (bufs == NULL || echo == NULL || iov == NULL)
     goto out;
   for (size_t j = 0; j < nbufs; j++) {
@@ -176,14 +177,14 @@ static int parent(pc_conn *c, const bench_opts *o, const unsigned char *ref,
     goto out;
   if (o->warmup > 0 && !pingpong && !recv_exact(c, ack, sizeof ack, 1))
     goto out;
-  t0 = bench_now();
+  t0 = bench_mark();
   sent = batch ? send_batches(c, o, iov, o->warmup, o->count)
                : send_each(c, o, ref, bufs, echo, o->warmup, o->count);
   if (!sent)
     goto out;
   if (!pingpong && !recv_exact(c, ack, sizeof ack, 1))
     goto out;
-  *seconds = bench_now() - t0;
+  *timed = bench_since(t0);
   rc = 0;
 out:
   free(bufs);
@@ -197,7 +198,7 @@ int main(int argc, char **argv) {
   pc_conn *mine = NULL, *theirs = NULL;
   bench_opts o;
   unsigned char *ref = NULL;
-  double seconds = 0;
+  bench_span timed = {0, 0};
   pid_t pid;
   if (bench_parse(argc, argv, modes, &o) != 0)
     goto out;
@@ -207,6 +208,9 @@ int main(int argc, char **argv) {
     goto out;
   bench_pattern(ref, o.size);
   if (failed("pc_pipe", pc_pipe(&mine, &theirs, 0)))
+    goto out;
+  if (o.spin >= 0 && (failed("pc_set_spin", pc_set_spin(mine, o.spin)) ||
+                      failed("pc_set_spin", pc_set_spin(theirs, o.spin))))
     goto out;
   fflush(NULL);
   pid = fork();
@@ -225,7 +229,7 @@ int main(int argc, char **argv) {
   }
   pc_close(theirs);
   theirs = NULL;
-  if (bench_pin(&o, 0) != 0 || parent(mine, &o, ref, &seconds) != 0) {
+  if (bench_pin(&o, 0) != 0 || parent(mine, &o, ref, &timed) != 0) {
     pc_close(mine);
     mine = NULL;
     bench_wait_child(pid);
@@ -233,7 +237,7 @@ int main(int argc, char **argv) {
   }
   if (bench_wait_child(pid) != 0)
     goto out;
-  bench_report("pc", &o, seconds, strcmp(o.mode, "pingpong") == 0);
+  bench_report("pc", &o, timed, strcmp(o.mode, "pingpong") == 0);
   rc = 0;
 out:
   pc_close(mine);

@@ -125,13 +125,13 @@ out:
  * when there is none; in ping-pong, the last warm-up echo) to its final
  * acknowledgement (stream) or the last echo (ping-pong). */
 static int parent(int fd, const bench_opts *o, const unsigned char *ref,
-                  double *seconds) {
+                  bench_span *timed) {
   int rc = -1;
   bool pingpong = strcmp(o->mode, "pingpong") == 0;
   unsigned char *buf = malloc(o->size);
   unsigned char *echo = malloc(o->size);
   unsigned char ack;
-  double t0;
+  bench_span t0;
   if (buf == NULL || echo == NULL)
     goto out;
   memcpy(buf, ref, o->size);
@@ -141,12 +141,12 @@ static int parent(int fd, const bench_opts *o, const unsigned char *ref,
     goto out;
   if (o->warmup > 0 && !pingpong && read_all(fd, &ack, 1) != 0)
     goto out;
-  t0 = bench_now();
+  t0 = bench_mark();
   if (send_range(fd, o, ref, buf, echo, o->warmup, o->count) != 0)
     goto out;
   if (!pingpong && read_all(fd, &ack, 1) != 0)
     goto out;
-  *seconds = bench_now() - t0;
+  *timed = bench_since(t0);
   rc = 0;
 out:
   free(buf);
@@ -159,9 +159,9 @@ int main(int argc, char **argv) {
   int sv[2] = {-1, -1};
   bench_opts o;
   unsigned char *ref = NULL;
-  double seconds = 0;
+  bench_span timed = {0, 0};
   pid_t pid;
-  if (bench_parse(argc, argv, modes, &o) != 0)
+  if (bench_parse(argc, argv, modes, &o) != 0 || bench_no_spin(&o) != 0)
     goto out;
   /* A broken child must end the run with an error, not a SIGPIPE. */
   signal(SIGPIPE, SIG_IGN);
@@ -187,7 +187,7 @@ int main(int argc, char **argv) {
   }
   close(sv[1]);
   sv[1] = -1;
-  if (bench_pin(&o, 0) != 0 || parent(sv[0], &o, ref, &seconds) != 0) {
+  if (bench_pin(&o, 0) != 0 || parent(sv[0], &o, ref, &timed) != 0) {
     close(sv[0]);
     sv[0] = -1;
     bench_wait_child(pid);
@@ -195,7 +195,7 @@ int main(int argc, char **argv) {
   }
   if (bench_wait_child(pid) != 0)
     goto out;
-  bench_report("raw", &o, seconds, strcmp(o.mode, "pingpong") == 0);
+  bench_report("raw", &o, timed, strcmp(o.mode, "pingpong") == 0);
   rc = 0;
 out:
   if (sv[0] >= 0)

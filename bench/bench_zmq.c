@@ -152,13 +152,13 @@ out:
  * message when there is none; in ping-pong, the last warm-up echo) to its
  * final acknowledgement (stream) or the last echo (ping-pong). */
 static int parent(zend *z, const bench_opts *o, const unsigned char *ref,
-                  double *seconds) {
+                  bench_span *timed) {
   int rc = -1;
   bool pingpong = strcmp(o->mode, "pingpong") == 0;
   unsigned char *buf = malloc(o->size);
   unsigned char *echo = malloc(o->size);
   unsigned char ack[1];
-  double t0;
+  bench_span t0;
   if (buf == NULL || echo == NULL)
     goto out;
   memcpy(buf, ref, o->size);
@@ -168,12 +168,12 @@ static int parent(zend *z, const bench_opts *o, const unsigned char *ref,
     goto out;
   if (o->warmup > 0 && !pingpong && !zrecv(z, ack, sizeof ack, 1))
     goto out;
-  t0 = bench_now();
+  t0 = bench_mark();
   if (!send_range(z, o, ref, buf, echo, o->warmup, o->count))
     goto out;
   if (!pingpong && !zrecv(z, ack, sizeof ack, 1))
     goto out;
-  *seconds = bench_now() - t0;
+  *timed = bench_since(t0);
   rc = 0;
 out:
   free(buf);
@@ -185,12 +185,12 @@ int main(int argc, char **argv) {
   int rc = 1;
   bench_opts o;
   unsigned char *ref = NULL;
-  double seconds = 0;
+  bench_span timed = {0, 0};
   const char *tmp = getenv("TMPDIR");
   char dir[256] = "", sockpath[300] = "", endpoint[320];
   zend z = {NULL, NULL};
   pid_t pid = -1;
-  if (bench_parse(argc, argv, modes, &o) != 0)
+  if (bench_parse(argc, argv, modes, &o) != 0 || bench_no_spin(&o) != 0)
     goto out;
   alarm(BENCH_ALARM_S);
   ref = malloc(o.size);
@@ -219,7 +219,7 @@ int main(int argc, char **argv) {
     _exit(bench_pin(&o, 1) == 0 ? child(endpoint, &o, ref) : 1);
   }
   if (bench_pin(&o, 0) != 0 || zend_open(&z, endpoint, true) != 0 ||
-      parent(&z, &o, ref, &seconds) != 0) {
+      parent(&z, &o, ref, &timed) != 0) {
     zend_close(&z);
     kill(pid, SIGTERM);
     bench_wait_child(pid);
@@ -228,7 +228,7 @@ int main(int argc, char **argv) {
   zend_close(&z);
   if (bench_wait_child(pid) != 0)
     goto out;
-  bench_report("zmq", &o, seconds, strcmp(o.mode, "pingpong") == 0);
+  bench_report("zmq", &o, timed, strcmp(o.mode, "pingpong") == 0);
   rc = 0;
 out:
   if (sockpath[0] != '\0')

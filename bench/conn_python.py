@@ -21,6 +21,7 @@ import getopt
 import json
 import multiprocessing
 import os
+import resource
 import struct
 import sys
 import time
@@ -75,11 +76,11 @@ def parent(conn, mode, size, count, warmup, ref):
     send_range(conn, mode, size, buf, 0, warmup, last, ref)
     if warmup > 0 and not pingpong and conn.recv_bytes() != b"w":
         raise SystemExit("bad warm-up acknowledgement")
-    t0 = time.monotonic()
+    t0, c0 = time.monotonic(), time.process_time()
     send_range(conn, mode, size, buf, warmup, count, last, ref)
     if not pingpong and conn.recv_bytes() != b"a":
         raise SystemExit("bad acknowledgement")
-    return time.monotonic() - t0
+    return time.monotonic() - t0, time.process_time() - c0
 
 
 def parse_args(argv):
@@ -130,11 +131,12 @@ def main():
             os._exit(code)
     theirs.close()
     pin(cpus, 0)
-    seconds = parent(mine, mode, size, count, warmup, ref)
+    seconds, cpu = parent(mine, mode, size, count, warmup, ref)
     mine.close()
     _, status = os.waitpid(pid, 0)
     if os.waitstatus_to_exitcode(status) != 0:
         raise SystemExit(f"child failed: status {status}")
+    child_ru = resource.getrusage(resource.RUSAGE_CHILDREN)
     pingpong = mode == "pingpong"
     moved = count * size * (2 if pingpong else 1)
     print(json.dumps({
@@ -143,6 +145,8 @@ def main():
         "msgs_per_s": round(count / seconds, 1),
         "mb_per_s": round(moved / seconds / 1e6, 1),
         "rtt_us": round(seconds / count * 1e6, 3) if pingpong else None,
+        "cpu_parent_s": round(cpu, 6),
+        "cpu_child_s": round(child_ru.ru_utime + child_ru.ru_stime, 6),
     }), flush=True)
 
 

@@ -11,7 +11,10 @@ Implementations, each between a parent and a forked child:
            of exactly SIZE bytes: the kernel's limit for one system call per
            message on each side;
   pc       bench_conn: libpipeconn (stream with pc_send_bytes and
-           pc_recv_bytes or pc_recv_bytes_into; pc_send_batch; ping-pong);
+           pc_recv_bytes or pc_recv_bytes_into; pc_send_batch; ping-pong),
+           with the library's default pc_set_spin;
+  pc_nospin  the same ping-pong with pc_set_spin(0): every receive that
+           finds nothing sleeps at once, as the raw read does;
   python   conn_python.py: multiprocessing.Pipe send_bytes/recv_bytes;
   zmq      bench_zmq: ZeroMQ PAIR over ipc:// (only if it was built).
 
@@ -21,7 +24,11 @@ ping-pong (round trip in microseconds), for 64 B, 1 KiB, 64 KiB, 1 MiB and
 calibration run so that a run takes about --seconds; then the
 implementations of one workload run in turn (round-robin), --reps times, and
 the table gives medians. Ratios compare message rates (round trips per
-second for ping-pong), so above 1 is faster.
+second for ping-pong), so above 1 is faster. "CPU µs/msg" is the CPU time
+(user + system) both processes used per message (per round trip in a
+ping-pong): the parent's in the timed part plus the child's over its whole
+run divided by all the messages it handled; it is where waiting by spinning
+shows.
 
 Every run (calibration runs too) first sends untimed warm-up messages (round
 trips for ping-pong), the same way for every implementation: the programs'
@@ -68,6 +75,7 @@ LABELS = {
     "pc": "pc send_bytes / recv_bytes",
     "pc_into": "pc send_bytes / recv_bytes_into",
     "pc_batch": f"pc send_batch ({BATCH}/call) / recv_bytes_into",
+    "pc_nospin": "pc, pc_set_spin(0)",
     "python": "Python Pipe",
     "zmq": "ZeroMQ PAIR ipc",
 }
@@ -124,6 +132,9 @@ class Runner:
         if impl == "pc_batch":
             return [self.progs["pc"]] + warm + ["batch", str(size),
                                                 str(count), str(BATCH)]
+        if impl == "pc_nospin":
+            return [self.progs["pc"], "-s", "0"] + warm + [kind, str(size),
+                                                           str(count)]
         return [self.progs[impl]] + warm + [kind, str(size), str(count)]
 
     def run(self, impl, kind, size, count):
@@ -172,7 +183,8 @@ def workloads(args):
         impls += ["python", "zmq"]
         out.append(("stream", size, impls))
     for size in sizes:
-        out.append(("pingpong", size, ["raw", "pc", "python", "zmq"]))
+        out.append(("pingpong", size,
+                    ["raw", "pc", "pc_nospin", "python", "zmq"]))
     if args.modes:
         out = [w for w in out if w[0] in args.modes.split(",")]
     if args.only:
@@ -202,11 +214,24 @@ def median(rs, field):
     return statistics.median(vals) if vals else None
 
 
+def median_of(rs, fn):
+    vals = [v for v in map(fn, rs) if v is not None]
+    return statistics.median(vals) if vals else None
+
+
+def cpu_per_msg(r):
+    """Microseconds of CPU both processes used per message (round trip)."""
+    if r.get("cpu_parent_s") is None or r.get("cpu_child_s") is None:
+        return None
+    return (r["cpu_parent_s"] / r["count"]
+            + r["cpu_child_s"] / (r["count"] + r["warmup"])) * 1e6
+
+
 def table(results, args):
     rows = [
         "| workload | size | implementation | msgs/s | MB/s | RTT µs "
-        "| × raw | × Python | × ZeroMQ |",
-        "|---|---|---|---:|---:|---:|---:|---:|---:|",
+        "| CPU µs/msg | × raw | × Python | × ZeroMQ |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for kind, size, impls in workloads(args):
         def rate(impl):
@@ -226,7 +251,9 @@ def table(results, args):
             rows.append(
                 f"| {kind} | {human(size)} | {LABELS[impl]} | {fmt(r)} "
                 f"| {fmt(median(rs, 'mb_per_s'))} "
-                f"| {fmt(median(rs, 'rtt_us'), 1)} | " + " | ".join(ratios)
+                f"| {fmt(median(rs, 'rtt_us'), 1)} "
+                f"| {fmt(median_of(rs, cpu_per_msg), 2)} | "
+                + " | ".join(ratios)
                 + " |")
     return "\n".join(rows)
 
@@ -346,7 +373,7 @@ def main():
     ap.add_argument("--modes", help="comma-separated workloads "
                     "(stream,pingpong; default: both)")
     ap.add_argument("--only", help="comma-separated implementations "
-                    "(raw,pc,pc_into,pc_batch,python,zmq)")
+                    "(raw,pc,pc_into,pc_batch,pc_nospin,python,zmq)")
     ap.add_argument("--python", default=sys.executable,
                     help="Python interpreter for the Pipe benchmark")
     ap.add_argument("--timeout", type=float, default=120,

@@ -3,7 +3,8 @@
  * The I/O loops: every read, write and wait on a connection's descriptor.
  *
  * Blocking without a deadline is a plain blocking system call (one syscall
- * per operation, as a raw socketpair user would write it). With a deadline
+ * per operation, as a raw socketpair user would write it), for a read only
+ * once its spin (pc_set_spin, below) has found nothing. With a deadline
  * the attempt is made non-blocking *per call* -- MSG_DONTWAIT on sockets,
  * RWF_NOWAIT on pipes -- and poll(2) waits for readiness. The descriptor's
  * O_NONBLOCK flag is never changed: it belongs to the open file, which other
@@ -299,9 +300,9 @@ void (*pc__spin_hook)(void);
  * Spinning before sleeping (pc_set_spin). A read that finds nothing would
  * put the thread to sleep, and the peer's next write would have to wake it:
  * on another CPU that is an inter-processor interrupt, which under a
- * hypervisor costs more than the whole exchange (measured: a 64-byte round
- * trip between two CPUs 24-34 us sleeping, 9-10 us when both readers keep
- * trying for 5 us). So a read may keep trying for up to d->spin_ns first.
+ * hypervisor costs more than the whole exchange (measured on a 2-CPU VM: a
+ * 64-byte round trip between two CPUs 34 us sleeping, 11 us when both
+ * readers keep trying for up to 10 us, with half the CPU time). So a read may keep trying for up to d->spin_ns first.
  * Between tries it yields the CPU, so that a peer on the same CPU, or
  * anything else runnable there, runs instead of waiting for the spin to end.
  * The spin never outlasts the deadline, and stops as soon as `wake` (a pipe

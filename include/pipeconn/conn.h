@@ -263,13 +263,14 @@ PC_API int pc_set_timeout(pc_conn *c, int timeout_ms);
  * Why: a thread that sleeps must be woken by the peer's write, and waking a
  * thread on another CPU costs an inter-processor interrupt -- on a virtual
  * machine more than the whole exchange. A reader still awake when the
- * answer comes saves that. Measured on a 2-CPU VM (bench/, README): a 64 B
- * round trip between two CPUs takes 9-10 us with both ends spinning against
- * 24-34 us for a raw socketpair that sleeps.
+ * answer comes saves that. Measured on a 2-CPU VM (bench/run_bench.py,
+ * README): a 64 B round trip between two CPUs takes 11 us with the default
+ * spin against 34 us for a raw socketpair that sleeps, and half the CPU time
+ * (the sleep and the wake-up cost more than the tries that replace them).
  *
  * What it costs: up to spin_us of CPU time per receive that finds nothing
- * and has to wait longer than that; no system call is added when data is
- * already there. Between tries the thread yields the CPU (sched_yield), so
+ * and has to wait longer than that, in vain; no system call is added when
+ * data is already there. Between tries the thread yields the CPU (sched_yield), so
  * a peer or any other thread runnable on the same CPU runs first. The spin
  * never outlasts the connection's timeout (timeout 0 never spins) and stops
  * when pc_close is called from another thread. Sends never spin, and

@@ -99,7 +99,12 @@ int pc__io_wait_readable(int fd, const pc__deadline *d);
 int pc__io_wait(int fd, int wake, short events, const pc__deadline *d);
 /* Whether fd is a socket (decides MSG_NOSIGNAL vs. the SIGPIPE mask). */
 enum pc__fdkind pc__io_fdkind(int fd);
-/* Test hook: called once per spin round of a read (after a try found
+/* One round of a spin before sleeping (pc_set_spin), after a try found
+ * nothing: returns true, having yielded the CPU, while d->spin_ns since the
+ * first round (*until, 0 before it) and the deadline allow another try and
+ * `wake` (an eventfd, or -1) has not fired; false when it is time to sleep. */
+bool pc__spin_round(const pc__deadline *d, int wake, int64_t *until);
+/* Test hook: called once per spin round of a read or a pc_wait (after a try found
  * nothing, before the CPU is yielded). NULL (the default) costs one load,
  * and only on a path that would otherwise sleep. */
 extern void (*pc__spin_hook)(void);

@@ -306,9 +306,9 @@ void (*pc__spin_hook)(void);
  * Between tries it yields the CPU, so that a peer on the same CPU, or
  * anything else runnable there, runs instead of waiting for the spin to end.
  * The spin never outlasts the deadline, and stops as soon as `wake` (a pipe
- * end's eventfd, see pc_close) fires. Returns whether to try again.
+ * end's eventfd, see pc_close) fires. pc_wait spins the same way.
  */
-static bool spin_round(int wake, const pc__deadline *d, int64_t *until) {
+bool pc__spin_round(const pc__deadline *d, int wake, int64_t *until) {
   bool again = false;
   int64_t now = pc__now_ns();
   if (*until == 0) {
@@ -344,7 +344,7 @@ ssize_t pc__io_readv(int fd, enum pc__fdkind kind, int wake,
       continue;
     if (n != -EAGAIN && n != -EWOULDBLOCK)
       break;
-    if (spin && spin_round(wake, d, &spin_until))
+    if (spin && pc__spin_round(d, wake, &spin_until))
       continue;
     spin = false;
     if (d->forever && wake < 0) {

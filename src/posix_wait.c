@@ -10,6 +10,7 @@ int pc_wait_items(pc_wait_item *items, size_t n, int timeout_ms) {
   int rc = 0;
   struct pollfd small[16], *p = small;
   pc__deadline d;
+  int64_t spin_until = 0;
 
   if ((n > 0 && items == NULL) || timeout_ms < -1)
     return -EINVAL;
@@ -26,6 +27,14 @@ int pc_wait_items(pc_wait_item *items, size_t n, int timeout_ms) {
       return -ENOMEM;
   }
   d = pc__deadline_from_ms(timeout_ms);
+  /* Spin as the most eager of the connections would (pc_set_spin); plain
+   * descriptors and PC_SHARED ends, as in their receives, never do. */
+  for (size_t i = 0; i < n; i++) {
+    pc_conn *c = items[i].conn;
+    int us = c != NULL && c->sh_rx == NULL ? atomic_load(&c->spin_us) : 0;
+    if (us * 1000 > d.spin_ns)
+      d.spin_ns = us * 1000;
+  }
   for (;;) {
     /* A connection may already hold a whole message it read ahead, which
      * poll(2) cannot see: ask each one first (without blocking). Every ready
@@ -60,6 +69,8 @@ int pc_wait_items(pc_wait_item *items, size_t n, int timeout_ms) {
       rc = 0;
       break;
     }
+    if (d.spin_ns > 0 && pc__spin_round(&d, -1, &spin_until))
+      continue;
     /* Nothing whole yet: sleep until some descriptor has bytes. A connection
      * with only part of a message wakes us; we then poll it again. */
     r = poll(p, (nfds_t)n, pc__deadline_poll_ms(&d));

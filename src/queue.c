@@ -224,6 +224,7 @@ static int wait_change(struct shared *s, _Atomic uint32_t *seq,
     if ((v | SLEEPERS) == seen) {
       slice.forever = false;
       slice.nonblock = false;
+      slice.spin_ns = 0;
       slice.at_ns = pc__now_ns() + WAIT_SLICE_NS;
       if (!d->forever && d->at_ns < slice.at_ns)
         slice.at_ns = d->at_ns;

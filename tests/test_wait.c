@@ -4,8 +4,11 @@
  * forked children ordered by sync pipes instead of sleeps). */
 #include "helpers.h"
 
+#include "../src/internal.h"
+
 #include <errno.h>
 #include <fcntl.h>
+#include <stdatomic.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -638,6 +641,83 @@ test_wait_many_connections_reports_ready_ones_in_input_order(void **state) {
 
 /* ------------------------------------------------------ invalid arguments */
 
+/* ------------------------------------------------------------ spinning */
+
+/* pc__spin_hook: counts spin rounds and, on round spin_send_at, sends a
+ * message on spin_peer, as a peer answering mid-spin would. */
+static atomic_int spin_rounds;
+static int spin_send_at;
+static pc_conn *spin_peer;
+
+static void count_spin(void) {
+  if (atomic_fetch_add(&spin_rounds, 1) + 1 == spin_send_at)
+    (void)pc_send_bytes(spin_peer, "late", 4);
+}
+
+static void spin_hook_on(pc_conn *peer, int send_at) {
+  atomic_store(&spin_rounds, 0);
+  spin_peer = peer;
+  spin_send_at = send_at;
+  pc__spin_hook = count_spin;
+}
+
+/* pc_wait keeps polling for as long as its most eager connection's spin,
+ * and reports a message that arrives meanwhile on the next round: sent on
+ * round 3, seen after exactly 3 rounds, although the other connection does
+ * not spin at all. */
+static void
+test_wait_spins_and_sees_a_message_arriving_meanwhile(void **state) {
+  (void)state;
+  pc_conn *a, *b, *c, *d, *conns[2], *ready[2];
+  size_t nready = 0;
+  assert_rc(0, pc_pipe(&a, &b, 0));
+  assert_rc(0, pc_pipe(&c, &d, PC_SIMPLEX));
+  assert_rc(0, pc_set_spin(a, PC_SPIN_MAX));
+  assert_rc(0, pc_set_spin(c, 0));
+  conns[0] = c;
+  conns[1] = a;
+  spin_hook_on(b, 3);
+  assert_int_equal(pc_wait(conns, 2, READY_BOUND_MS, ready, &nready), 1);
+  pc__spin_hook = NULL;
+  assert_int_equal(nready, 1);
+  assert_ptr_equal(ready[0], a);
+  assert_int_equal(atomic_load(&spin_rounds), 3);
+  pc_close(a);
+  pc_close(b);
+  pc_close(c);
+  pc_close(d);
+}
+
+/* No spin when no connection asks for one (spin 0, PC_SHARED ends, plain
+ * descriptors), and a spin never outlasts the timeout. */
+static void test_wait_spin_only_when_asked_and_within_timeout(void **state) {
+  (void)state;
+  pc_conn *a, *b, *s1, *s2;
+  int fds[2];
+  assert_rc(0, pc_pipe(&a, &b, 0));
+  assert_rc(0, pc_pipe(&s1, &s2, PC_SHARED));
+  assert_int_equal(pipe(fds), 0);
+  assert_rc(0, pc_set_spin(a, 0));
+  pc_wait_item items[3] = {
+      {a, -1, false}, {s1, -1, false}, {NULL, fds[0], false}};
+  spin_hook_on(NULL, 0);
+  assert_int_equal(pc_wait_items(items, 3, IDLE_MS), 0);
+  assert_int_equal(atomic_load(&spin_rounds), 0);
+  assert_rc(0, pc_set_spin(a, PC_SPIN_MAX));
+  int64_t t0 = now_us();
+  assert_int_equal(pc_wait_items(items, 3, IDLE_MS), 0);
+  int64_t ms = (now_us() - t0) / 1000;
+  pc__spin_hook = NULL;
+  assert_true(atomic_load(&spin_rounds) > 0);
+  assert_true(ms >= IDLE_MS && ms < 900);
+  close(fds[0]);
+  close(fds[1]);
+  pc_close(a);
+  pc_close(b);
+  pc_close(s1);
+  pc_close(s2);
+}
+
 static void test_wait_rejects_invalid_arguments(void **state) {
   (void)state;
   pc_conn *a, *b, *r, *w;
@@ -713,6 +793,8 @@ int main(void) {
       cmocka_unit_test(test_wait_end_of_stream_counts_as_ready),
       cmocka_unit_test(
           test_wait_many_connections_reports_ready_ones_in_input_order),
+      cmocka_unit_test(test_wait_spins_and_sees_a_message_arriving_meanwhile),
+      cmocka_unit_test(test_wait_spin_only_when_asked_and_within_timeout),
       cmocka_unit_test(test_wait_rejects_invalid_arguments),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

@@ -255,8 +255,9 @@ PC_API int pc_poll(pc_conn *c, int timeout_ms);
  * -EINVAL for values below -1, PC_ECLOSED. Python has no equivalent. */
 PC_API int pc_set_timeout(pc_conn *c, int timeout_ms);
 
-/* pc_set_spin sets how long, in microseconds, a receive (and pc_poll) on c
- * keeps trying before it puts the thread to sleep when nothing has arrived:
+/* pc_set_spin sets how long, in microseconds, a receive (and pc_poll, and
+ * pc_wait over c) keeps trying before it puts the thread to sleep when
+ * nothing has arrived:
  * 0 sleeps at once, as a plain read(2) does; the default is PC_SPIN_DEFAULT;
  * at most PC_SPIN_MAX.
  *
@@ -322,7 +323,9 @@ PC_API int pc_close(pc_conn *c);
  * message first. timeout_ms as pc_poll; on timeout returns 0 with
  * *nready == 0. Returns the number ready (>= 0), or -EINVAL (NULL, closed or
  * write-only entries, timeout below -1), -ENOMEM, another -errno; on error
- * ready[] and *nready are untouched. */
+ * ready[] and *nready are untouched. Before it sleeps it keeps polling
+ * for as long as the largest pc_set_spin among conns (PC_SHARED ends not
+ * counted), as a receive does. */
 PC_API int pc_wait(pc_conn **conns, size_t n, int timeout_ms, pc_conn **ready,
                    size_t *nready);
 

@@ -1,11 +1,14 @@
 /* SPDX-License-Identifier: MIT */
 #include "helpers.h"
 
+#include "../src/internal.h"
+
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -170,6 +173,31 @@ void pc_test_sync_close(pc_test_sync *s) {
   close(s->rd);
   close(s->wr);
 }
+
+static atomic_int spin_rounds;
+static int spin_send_at;
+static pc_conn *spin_peer;
+static pc_test_sync *spin_started;
+
+static void count_spin(void) {
+  int k = atomic_fetch_add(&spin_rounds, 1) + 1;
+  if (k == spin_send_at)
+    (void)pc_send_bytes(spin_peer, "late", 4); /* another end: no lock */
+  if (k == 1 && spin_started != NULL)
+    pc_test_sync_post(spin_started);
+}
+
+void pc_test_spin_watch(pc_conn *peer, int send_at, pc_test_sync *started) {
+  atomic_store(&spin_rounds, 0);
+  spin_peer = peer;
+  spin_send_at = send_at;
+  spin_started = started;
+  pc__spin_hook = count_spin;
+}
+
+int pc_test_spin_rounds(void) { return atomic_load(&spin_rounds); }
+
+void pc_test_spin_unwatch(void) { pc__spin_hook = NULL; }
 
 double pc_test_scale(void) {
   const char *s = getenv("PC_TEST_SCALE");

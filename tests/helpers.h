@@ -63,6 +63,16 @@ void pc_test_sync_post(pc_test_sync *s);
 int pc_test_sync_wait(pc_test_sync *s, int timeout_ms);
 void pc_test_sync_close(pc_test_sync *s);
 
+/* Watching the library's spin before it sleeps (pc_set_spin), through its
+ * test hook: pc_test_spin_watch counts the rounds from now on; on round
+ * send_at (0: never) it sends the 4-byte message "late" on peer, as a peer
+ * answering mid-spin would, and on the first round it posts `started`
+ * (unless NULL). pc_test_spin_rounds reads the count; pc_test_spin_unwatch
+ * removes the hook. */
+void pc_test_spin_watch(pc_conn *peer, int send_at, pc_test_sync *started);
+int pc_test_spin_rounds(void);
+void pc_test_spin_unwatch(void);
+
 /* Heavy tests and slow builds. PIPECONN_VALGRIND runs every test executable
  * with PC_TEST_VALGRIND=1 and PC_TEST_SCALE=0.1 in its environment (see
  * cmake/valgrind.cmake); anyone may set PC_TEST_SCALE (0 < scale <= 1) by

@@ -1835,34 +1835,6 @@ static void test_close_from_another_thread_wakes_blocked_calls(void **state) {
 
 /* ------------------------------------------------------------ spinning */
 
-/* pc__spin_hook's state: how many spin rounds ran, and on which round (if
- * any) the hook sends a message on `peer`, as a writer would mid-spin. */
-static atomic_int spin_rounds;
-static int spin_send_at;
-static pc_conn *spin_peer;
-static pc_test_sync spin_started;
-
-static void count_spin(void) {
-  int k = atomic_fetch_add(&spin_rounds, 1) + 1;
-  if (k == spin_send_at)
-    (void)pc_send_bytes(spin_peer, "late", 4); /* another end: no lock */
-  if (k == 1)
-    pc_test_sync_post(&spin_started);
-}
-
-static void spin_hook_on(pc_conn *peer, int send_at) {
-  atomic_store(&spin_rounds, 0);
-  spin_peer = peer;
-  spin_send_at = send_at;
-  pc_test_sync_init(&spin_started);
-  pc__spin_hook = count_spin;
-}
-
-static void spin_hook_off(void) {
-  pc__spin_hook = NULL;
-  pc_test_sync_close(&spin_started);
-}
-
 static void test_set_spin_validates(void **state) {
   (void)state;
   pc_conn *a, *b;
@@ -1889,15 +1861,15 @@ test_receive_spins_and_takes_message_arriving_meanwhile(void **state) {
     pc_conn *a, *b;
     assert_rc(0, pc_pipe(&a, &b, kinds[k]));
     assert_rc(0, pc_set_spin(a, PC_SPIN_MAX));
-    spin_hook_on(b, 3);
+    pc_test_spin_watch(b, 3, NULL);
     expect_message(a, "late", 4);
-    assert_int_equal(atomic_load(&spin_rounds), 3);
-    spin_hook_off();
-    spin_hook_on(b, 3);
+    assert_int_equal(pc_test_spin_rounds(), 3);
+    pc_test_spin_unwatch();
+    pc_test_spin_watch(b, 3, NULL);
     assert_int_equal(pc_poll(a, -1), 1);
-    assert_int_equal(atomic_load(&spin_rounds), 3);
+    assert_int_equal(pc_test_spin_rounds(), 3);
     expect_message(a, "late", 4);
-    spin_hook_off();
+    pc_test_spin_unwatch();
     pc_close(a);
     pc_close(b);
   }
@@ -1910,22 +1882,22 @@ static void test_receive_does_not_spin_when_it_need_not(void **state) {
   void *buf;
   size_t n;
   assert_rc(0, pc_pipe(&a, &b, 0));
-  spin_hook_on(NULL, 0);
+  pc_test_spin_watch(NULL, 0, NULL);
   assert_rc(0, pc_set_spin(a, 0));
   assert_rc(0, pc_set_timeout(a, 20));
   assert_rc(-ETIMEDOUT, pc_recv_bytes(a, &buf, &n, PC_NOLIMIT));
   assert_int_equal(pc_poll(a, 20), 0);
-  assert_int_equal(atomic_load(&spin_rounds), 0);
+  assert_int_equal(pc_test_spin_rounds(), 0);
   assert_rc(0, pc_set_spin(a, PC_SPIN_MAX));
   assert_rc(0, pc_set_timeout(a, 0));
   assert_rc(-EAGAIN, pc_recv_bytes(a, &buf, &n, PC_NOLIMIT));
   assert_int_equal(pc_poll(a, 0), 0);
-  assert_int_equal(atomic_load(&spin_rounds), 0);
+  assert_int_equal(pc_test_spin_rounds(), 0);
   assert_rc(0, pc_set_timeout(a, -1));
   assert_rc(0, pc_send_bytes(b, "here", 4));
   expect_message(a, "here", 4);
-  assert_int_equal(atomic_load(&spin_rounds), 0);
-  spin_hook_off();
+  assert_int_equal(pc_test_spin_rounds(), 0);
+  pc_test_spin_unwatch();
   pc_close(a);
   pc_close(b);
 }
@@ -1942,13 +1914,13 @@ static void test_spin_never_outlasts_the_timeout(void **state) {
     assert_rc(0, pc_pipe(&a, &b, kinds[k]));
     assert_rc(0, pc_set_spin(a, PC_SPIN_MAX));
     assert_rc(0, pc_set_timeout(a, 30));
-    spin_hook_on(NULL, 0);
+    pc_test_spin_watch(NULL, 0, NULL);
     int64_t t0 = pc__now_ns();
     assert_rc(-ETIMEDOUT, pc_recv_bytes(a, &buf, &n, PC_NOLIMIT));
     int64_t ms = (pc__now_ns() - t0) / 1000000;
-    assert_true(atomic_load(&spin_rounds) > 0);
+    assert_true(pc_test_spin_rounds() > 0);
     assert_true(ms >= 30 && ms < 900);
-    spin_hook_off();
+    pc_test_spin_unwatch();
     pc_close(a);
     pc_close(b);
   }
@@ -1963,18 +1935,21 @@ static void test_close_from_another_thread_ends_a_spin(void **state) {
     pc_conn *a, *b;
     assert_rc(0, pc_pipe(&a, &b, kinds[k]));
     assert_rc(0, pc_set_spin(a, PC_SPIN_MAX));
-    spin_hook_on(NULL, 0);
+    pc_test_sync started;
+    pc_test_sync_init(&started);
+    pc_test_spin_watch(NULL, 0, &started);
     blocked_call bc = {a, 0, 0, 99};
     pthread_t t;
     assert_int_equal(pthread_create(&t, NULL, blocked_call_main, &bc), 0);
-    assert_int_equal(pc_test_sync_wait(&spin_started, 10000), 0);
+    assert_int_equal(pc_test_sync_wait(&started, 10000), 0);
     int64_t t0 = pc__now_ns();
     pc_close(a);
     pthread_join(t, NULL);
     int64_t ms = (pc__now_ns() - t0) / 1000000;
     assert_rc(PC_ECLOSED, bc.rc);
     assert_true(ms < 900);
-    spin_hook_off();
+    pc_test_spin_unwatch();
+    pc_test_sync_close(&started);
     pc_close(b);
   }
 }

@@ -4,11 +4,8 @@
  * forked children ordered by sync pipes instead of sleeps). */
 #include "helpers.h"
 
-#include "../src/internal.h"
-
 #include <errno.h>
 #include <fcntl.h>
-#include <stdatomic.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -643,24 +640,6 @@ test_wait_many_connections_reports_ready_ones_in_input_order(void **state) {
 
 /* ------------------------------------------------------------ spinning */
 
-/* pc__spin_hook: counts spin rounds and, on round spin_send_at, sends a
- * message on spin_peer, as a peer answering mid-spin would. */
-static atomic_int spin_rounds;
-static int spin_send_at;
-static pc_conn *spin_peer;
-
-static void count_spin(void) {
-  if (atomic_fetch_add(&spin_rounds, 1) + 1 == spin_send_at)
-    (void)pc_send_bytes(spin_peer, "late", 4);
-}
-
-static void spin_hook_on(pc_conn *peer, int send_at) {
-  atomic_store(&spin_rounds, 0);
-  spin_peer = peer;
-  spin_send_at = send_at;
-  pc__spin_hook = count_spin;
-}
-
 /* pc_wait keeps polling for as long as its most eager connection's spin,
  * and reports a message that arrives meanwhile on the next round: sent on
  * round 3, seen after exactly 3 rounds, although the other connection does
@@ -676,12 +655,12 @@ test_wait_spins_and_sees_a_message_arriving_meanwhile(void **state) {
   assert_rc(0, pc_set_spin(c, 0));
   conns[0] = c;
   conns[1] = a;
-  spin_hook_on(b, 3);
+  pc_test_spin_watch(b, 3, NULL);
   assert_int_equal(pc_wait(conns, 2, READY_BOUND_MS, ready, &nready), 1);
-  pc__spin_hook = NULL;
+  pc_test_spin_unwatch();
   assert_int_equal(nready, 1);
   assert_ptr_equal(ready[0], a);
-  assert_int_equal(atomic_load(&spin_rounds), 3);
+  assert_int_equal(pc_test_spin_rounds(), 3);
   pc_close(a);
   pc_close(b);
   pc_close(c);
@@ -700,15 +679,15 @@ static void test_wait_spin_only_when_asked_and_within_timeout(void **state) {
   assert_rc(0, pc_set_spin(a, 0));
   pc_wait_item items[3] = {
       {a, -1, false}, {s1, -1, false}, {NULL, fds[0], false}};
-  spin_hook_on(NULL, 0);
+  pc_test_spin_watch(NULL, 0, NULL);
   assert_int_equal(pc_wait_items(items, 3, IDLE_MS), 0);
-  assert_int_equal(atomic_load(&spin_rounds), 0);
+  assert_int_equal(pc_test_spin_rounds(), 0);
   assert_rc(0, pc_set_spin(a, PC_SPIN_MAX));
   int64_t t0 = now_us();
   assert_int_equal(pc_wait_items(items, 3, IDLE_MS), 0);
   int64_t ms = (now_us() - t0) / 1000;
-  pc__spin_hook = NULL;
-  assert_true(atomic_load(&spin_rounds) > 0);
+  pc_test_spin_unwatch();
+  assert_true(pc_test_spin_rounds() > 0);
   assert_true(ms >= IDLE_MS && ms < 900);
   close(fds[0]);
   close(fds[1]);

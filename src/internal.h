@@ -104,9 +104,9 @@ enum pc__fdkind pc__io_fdkind(int fd);
  * first round (*until, 0 before it) and the deadline allow another try and
  * `wake` (an eventfd, or -1) has not fired; false when it is time to sleep. */
 bool pc__spin_round(const pc__deadline *d, int wake, int64_t *until);
-/* Test hook: called once per spin round of a read or a pc_wait (after a try found
- * nothing, before the CPU is yielded). NULL (the default) costs one load,
- * and only on a path that would otherwise sleep. */
+/* Test hook: called once per spin round of a read or a pc_wait (after a
+ * try found nothing, before the CPU is yielded). NULL (the default) costs
+ * one load, and only on a path that would otherwise sleep. */
 extern void (*pc__spin_hook)(void);
 
 /* ---------------------------------------------------------------- connections

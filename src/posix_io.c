@@ -302,9 +302,10 @@ void (*pc__spin_hook)(void);
  * on another CPU that is an inter-processor interrupt, which under a
  * hypervisor costs more than the whole exchange (measured on a 2-CPU VM: a
  * 64-byte round trip between two CPUs 34 us sleeping, 11 us when both
- * readers keep trying for up to 10 us, with half the CPU time). So a read may keep trying for up to d->spin_ns first.
- * Between tries it yields the CPU, so that a peer on the same CPU, or
- * anything else runnable there, runs instead of waiting for the spin to end.
+ * readers keep trying for up to 10 us, with half the CPU time). So a read
+ * may keep trying for up to d->spin_ns first. Between tries it yields the
+ * CPU, so that a peer on the same CPU, or anything else runnable there,
+ * runs instead of waiting for the spin to end.
  * The spin never outlasts the deadline, and stops as soon as `wake` (a pipe
  * end's eventfd, see pc_close) fires. pc_wait spins the same way.
  */
@@ -347,8 +348,10 @@ ssize_t pc__io_readv(int fd, enum pc__fdkind kind, int wake,
     if (spin && pc__spin_round(d, wake, &spin_until))
       continue;
     spin = false;
-    if (d->forever && wake < 0) {
-      nonblock = false; /* done spinning: sleep in the read itself */
+    if (d->forever && wake < 0 && nonblock) {
+      /* Done spinning: sleep in the read itself. Should that read say
+       * EAGAIN too (O_NONBLOCK set on the open file by someone), poll. */
+      nonblock = false;
       continue;
     }
     int w = pc__io_wait(fd, wake, POLLIN, d);

@@ -1764,6 +1764,8 @@ static void *blocked_call_main(void *p) {
     void *buf;
     size_t n;
     b->rc = pc_recv_bytes(b->c, &buf, &n, PC_NOLIMIT);
+    if (b->rc == 0)
+      free(buf);
   } else if (b->op == 1) {
     size_t len = 8u << 20;
     unsigned char *big = calloc(1, len);
@@ -1921,6 +1923,30 @@ static void test_spin_never_outlasts_the_timeout(void **state) {
     assert_true(pc_test_spin_rounds() > 0);
     assert_true(ms >= 30 && ms < 900);
     pc_test_spin_unwatch();
+    pc_close(a);
+    pc_close(b);
+  }
+}
+
+/* Someone (another process sharing the open file) sets O_NONBLOCK: a
+ * receive without timeout, its spin over, still sleeps until the message
+ * comes -- in poll, not in a loop of reads that say EAGAIN. */
+static void
+test_receive_sleeps_when_the_file_is_made_nonblocking(void **state) {
+  (void)state;
+  const int kinds[] = {0, PC_SIMPLEX};
+  for (size_t k = 0; k < 2; k++) {
+    pc_conn *a, *b;
+    assert_rc(0, pc_pipe(&a, &b, kinds[k]));
+    int fd = pc_fileno(a);
+    assert_int_equal(fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK), 0);
+    blocked_call bc = {a, 0, 0, 99};
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, blocked_call_main, &bc), 0);
+    wait_until_blocked(&bc);
+    assert_rc(0, pc_send_bytes(b, "wake", 4));
+    pthread_join(t, NULL);
+    assert_rc(0, bc.rc);
     pc_close(a);
     pc_close(b);
   }
@@ -2171,6 +2197,7 @@ int main(void) {
       cmocka_unit_test(test_receive_does_not_spin_when_it_need_not),
       cmocka_unit_test(test_spin_never_outlasts_the_timeout),
       cmocka_unit_test(test_close_from_another_thread_ends_a_spin),
+      cmocka_unit_test(test_receive_sleeps_when_the_file_is_made_nonblocking),
       cmocka_unit_test(test_buffered_sends_wait_for_flush),
       cmocka_unit_test(test_buffered_writes_when_full_in_order),
       cmocka_unit_test(test_buffered_receive_first_sends_the_request),

@@ -257,9 +257,8 @@ PC_API int pc_set_timeout(pc_conn *c, int timeout_ms);
 
 /* pc_set_spin sets how long, in microseconds, a receive (and pc_poll, and
  * pc_wait over c) keeps trying before it puts the thread to sleep when
- * nothing has arrived:
- * 0 sleeps at once, as a plain read(2) does; the default is PC_SPIN_DEFAULT;
- * at most PC_SPIN_MAX.
+ * nothing has arrived: 0 sleeps at once, as a plain read(2) does; the
+ * default is PC_SPIN_DEFAULT; at most PC_SPIN_MAX.
  *
  * Why: a thread that sleeps must be woken by the peer's write, and waking a
  * thread on another CPU costs an inter-processor interrupt -- on a virtual
@@ -271,11 +270,12 @@ PC_API int pc_set_timeout(pc_conn *c, int timeout_ms);
  *
  * What it costs: up to spin_us of CPU time per receive that finds nothing
  * and has to wait longer than that, in vain; no system call is added when
- * data is already there. Between tries the thread yields the CPU (sched_yield), so
- * a peer or any other thread runnable on the same CPU runs first. The spin
- * never outlasts the connection's timeout (timeout 0 never spins) and stops
- * when pc_close is called from another thread. Sends never spin, and
- * neither do PC_SHARED ends (their waits happen under a shared lock).
+ * data is already there. Between tries the thread yields the CPU
+ * (sched_yield), so a peer or any other thread runnable on the same CPU
+ * runs first. The spin never outlasts the connection's timeout (timeout 0
+ * never spins) and stops when pc_close is called from another thread. Sends
+ * never spin, and neither do PC_SHARED ends (their waits happen under a
+ * shared lock).
  * Set 0 where CPU time matters more than latency (many idle connections, a
  * battery, a receiver that always waits long). Returns 0, or -EINVAL for a
  * value outside [0, PC_SPIN_MAX], PC_ECLOSED. Python has no equivalent (its

@@ -48,6 +48,9 @@
 /* Smaller payloads are not worth the check (one mincore per message): their
  * blocks come from malloc's reused heap, already resident. */
 #define PREFAULT_MIN (512u * 1024u)
+/* Payload blocks the library allocates from this size up are offered
+ * transparent huge pages (pc__io_hugepage_hint). */
+#define HUGE_HINT_MIN (4u * 1024u * 1024u)
 /* Messages per system call in pc_send_batch (two iovecs each). */
 #define BATCH_CHUNK 512
 
@@ -762,6 +765,15 @@ static void flush_before_receive(pc_conn *c, const pc__deadline *d) {
 
 /* ================================================================ receiving */
 
+/* A block for a payload (or its first part) that the receive hands to the
+ * caller or keeps in rx_msg: malloc, with the huge-page hint when large. */
+static void *payload_block(size_t n) {
+  void *p = malloc(n > 0 ? n : 1);
+  if (p != NULL && n >= HUGE_HINT_MIN)
+    pc__io_hugepage_hint(p, n);
+  return p;
+}
+
 /* Reads what is available into the read-ahead buffer (after making room).
  * Returns bytes read, 0 at end of stream, or -errno. */
 static ssize_t rb_fill(pc_conn *c, const pc__deadline *d, size_t most) {
@@ -919,7 +931,7 @@ static int rx_into_msg(pc_conn *c, const pc__deadline *d) {
       inrb = len;
     if (first < inrb)
       first = inrb;
-    c->rx_msg = malloc(first > 0 ? first : 1);
+    c->rx_msg = payload_block(first);
     if (c->rx_msg == NULL)
       return -ENOMEM;
     c->rx_msg_cap = first;
@@ -936,6 +948,8 @@ static int rx_into_msg(pc_conn *c, const pc__deadline *d) {
         rc = -ENOMEM;
         break;
       }
+      if (cap >= HUGE_HINT_MIN)
+        pc__io_hugepage_hint(p, cap);
       c->rx_msg = p;
       c->rx_msg_cap = cap;
     }
@@ -1088,7 +1102,7 @@ static int recv_bytes_impl(pc_conn *c, void **buf, size_t *len,
   size_t block = 0;
   if (may_guess(c) && !d.nonblock && c->rx_len <= maxlength) {
     block = c->rx_len < UPFRONT_MAX ? (size_t)c->rx_len : UPFRONT_MAX;
-    sp.dst = malloc(block);
+    sp.dst = payload_block(block);
     sp.len = block < SPEC_MAX ? block : SPEC_MAX;
     if (sp.dst == NULL)
       sp.len = 0;

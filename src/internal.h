@@ -88,6 +88,10 @@ ssize_t pc__io_read(int fd, enum pc__fdkind kind, int wake, void *buf,
  * one go when its first page is not resident yet (fresh memory). Returns
  * true when it did. */
 bool pc__io_prefault(void *p, size_t len);
+/* Hints that p[0..len), memory the library allocated for a large payload,
+ * be backed by transparent huge pages (MADV_HUGEPAGE on its whole 2 MiB
+ * pages). Only a hint; nothing happens where the kernel has no THP. */
+void pc__io_hugepage_hint(void *p, size_t len);
 /* Waits until fd is readable (or hung up) or the deadline passes: 1 ready,
  * 0 deadline, -errno. */
 int pc__io_wait_readable(int fd, const pc__deadline *d);

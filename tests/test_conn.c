@@ -1390,6 +1390,77 @@ static void test_large_payload_into_fresh_memory_arrives_whole(void **state) {
   pc_close(c);
 }
 
+/* Whether the mapping that holds address a carries the huge-page advice
+ * (VmFlags "hg" in /proc/self/smaps). */
+static bool advised_huge(uintptr_t a) {
+  FILE *f = fopen("/proc/self/smaps", "r");
+  char line[512];
+  bool inside = false, hg = false;
+  assert_non_null(f);
+  while (fgets(line, sizeof line, f) != NULL) {
+    unsigned long lo, hi;
+    if (sscanf(line, "%lx-%lx ", &lo, &hi) == 2)
+      inside = a >= lo && a < hi;
+    else if (inside && strncmp(line, "VmFlags:", 8) == 0)
+      hg = strstr(line, " hg") != NULL;
+  }
+  fclose(f);
+  return hg;
+}
+
+#define HUGE_MSG ((8u << 20) + 5)
+
+/* The child: sends three messages on ends[1], after closing its copy of
+ * ends[0], so that it stops (EPIPE) should the parent stop reading. */
+static int send_three_huge(void *arg) {
+  pc_conn **ends = arg;
+  pc_conn *c = ends[1];
+  int rc = 0;
+  pc_close(ends[0]);
+  unsigned char *msg = malloc(HUGE_MSG);
+  if (msg == NULL)
+    return 1;
+  pc_test_pattern(msg, HUGE_MSG, 33);
+  for (int k = 0; k < 3 && rc == 0; k++)
+    rc = pc_send_bytes(c, msg, HUGE_MSG) == 0 ? 0 : 2;
+  free(msg);
+  return rc;
+}
+
+/* Blocks of 4 MiB and more that the library allocates for a payload (the
+ * first large message, and the next one read into a guessed block) are
+ * offered transparent huge pages; a caller's buffer never is. */
+static void test_large_received_blocks_are_offered_huge_pages(void **state) {
+  (void)state;
+  if (access("/sys/kernel/mm/transparent_hugepage/enabled", F_OK) != 0)
+    skip(); /* no THP in this kernel: the hint has nothing to act on */
+  pc_conn *ends[2];
+  assert_rc(0, pc_pipe(&ends[0], &ends[1], 0));
+  pc_conn *a = ends[0];
+  pid_t pid = pc_test_fork(send_three_huge, ends);
+  pc_close(ends[1]);
+  const uintptr_t huge = (uintptr_t)2 << 20;
+  for (int k = 0; k < 2; k++) {
+    void *buf = NULL;
+    size_t n = 0;
+    assert_rc(0, pc_recv_bytes(a, &buf, &n, PC_NOLIMIT));
+    assert_int_equal(n, HUGE_MSG);
+    assert_true(pc_test_pattern_ok(buf, n, 33));
+    assert_true(advised_huge(((uintptr_t)buf + huge - 1) & ~(huge - 1)));
+    free(buf);
+  }
+  size_t map = HUGE_MSG + huge;
+  unsigned char *mine = mmap(NULL, map, PROT_READ | PROT_WRITE,
+                             MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  assert_true(mine != MAP_FAILED);
+  assert_int_equal(pc_recv_bytes_into(a, mine, HUGE_MSG), (ssize_t)HUGE_MSG);
+  assert_true(pc_test_pattern_ok(mine, HUGE_MSG, 33));
+  assert_false(advised_huge(((uintptr_t)mine + huge - 1) & ~(huge - 1)));
+  munmap(mine, map);
+  pc_test_wait_ok(pid, 60);
+  pc_close(a);
+}
+
 static void
 test_length_beyond_address_space_is_too_big_for_next_size(void **state) {
   (void)state;
@@ -2182,6 +2253,7 @@ int main(void) {
       cmocka_unit_test(test_lying_length_populates_little_memory),
       cmocka_unit_test(test_prefault_populates_fresh_pages_only),
       cmocka_unit_test(test_large_payload_into_fresh_memory_arrives_whole),
+      cmocka_unit_test(test_large_received_blocks_are_offered_huge_pages),
       cmocka_unit_test(
           test_length_beyond_address_space_is_too_big_for_next_size),
       cmocka_unit_test(test_poll_is_idempotent_and_keeps_boundaries),
